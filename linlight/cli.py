@@ -1,0 +1,187 @@
+"""The ``linlight`` command: Lightning's ``LightningCLI`` for the line model and data.
+
+    linlight fit                                   # the reference experiment (tutorial V2, 1000 epochs)
+    linlight fit --config linlight/configs/model0.yaml --trainer.max_epochs 50
+    linlight fit --ckpt_path last                  # resume the newest run where it stopped
+    linlight test                                  # test the newest run's last.ckpt
+    linlight predict --data.predict_x '[0.1, 0.5]' --ckpt_path best
+    linlight fit --print_config                    # every setting, as YAML
+
+What it adds to plain ``LightningCLI``: runs go to ``<default_root_dir>/lightning_logs/version_N/`` with
+a folder claimed atomically; ``--ckpt_path last``/``best`` find the newest run's checkpoint (Lightning's own
+``"last"`` only looks in the new run's folder) and a resumed run continues its own folder and curves;
+every checkpoint is checked and read with ``weights_only=True``; bad input ends with one clear line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from linlight.callbacks import EpochProgressBar, GracefulStop, PredictionWriter, RunCheckpoint
+from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
+from linlight.data import LineDataModule
+from linlight.errors import CheckpointError, LinlightError
+from linlight.module import LitLinearRegression
+from linlight.runs import VERSION_ENV, claim_version, find_checkpoint, is_primary_process, run_version_of, runs_dir
+from linlight.story import LineStory
+
+# Lightning's own settings a run needs; checkpoint cadence is a setting (--checkpoint.every_n_epochs).
+CHECKPOINT_DEFAULTS = {
+    "checkpoint.monitor": "val/loss",
+    "checkpoint.mode": "min",
+    "checkpoint.filename": "best-{epoch}",
+    "checkpoint.save_last": True,
+    "checkpoint.every_n_epochs": 100,
+    "checkpoint.save_on_train_epoch_end": True,  # after the epoch's metrics are logged
+}
+
+
+class FitConfigSaver(SaveConfigCallback):
+    """Saves the resolved config in the run folder for ``fit`` only: a later ``test`` keeps it intact."""
+
+    def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        if stage == "fit":
+            super().setup(trainer, pl_module, stage)
+
+
+class LinlightCLI(LightningCLI):
+    """``LightningCLI`` with linlight's run folders, resume, safe checkpoints and callbacks."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        self.run_version: int | None = None
+        self.next_epoch: int | None = None
+        super().__init__(
+            LitLinearRegression,
+            LineDataModule,
+            save_config_callback=FitConfigSaver,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=42,
+            # the tutorial's 1000 epochs; metrics are logged per epoch (module.py), so no per-step interval
+            trainer_defaults={"max_epochs": 1000, "log_every_n_steps": 1},
+            auto_configure_optimizers=False,  # the optimizer is the tutorial's SGD, set by --model.lr
+            parser_kwargs={"description": "Learn a straight line, the Lightning way."},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        parser.set_defaults(CHECKPOINT_DEFAULTS)
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand is not None:
+            self._resolve_ckpt_path(subcommand, self.config[subcommand])
+
+    def _resolve_ckpt_path(self, subcommand: str, config: Any) -> None:
+        """Turn ``last``/``best`` into a file, check the file, and find the run it continues."""
+        ckpt = config.get("ckpt_path")
+        if ckpt is None and subcommand != "fit":
+            ckpt = "last"  # validate/test/predict use the newest run's weights unless told otherwise
+        if ckpt is None:
+            return
+        root = Path(config.trainer.default_root_dir or os.getcwd())
+        path = find_checkpoint(root, ckpt) if ckpt in ("last", "best") else Path(ckpt)
+        checkpoint = read_checkpoint(path, need_training_state=subcommand == "fit")
+        config.ckpt_path = str(path)
+        if subcommand == "fit":
+            self._check_same_data(path, checkpoint, config)
+            self.next_epoch = next_epoch(checkpoint)
+        version = run_version_of(path)
+        if version is not None and path.resolve().parents[2] == runs_dir(root).resolve():
+            self.run_version = version
+        print(f"linlight: using checkpoint {path}", file=sys.stderr)
+
+    @staticmethod
+    def _check_same_data(path: Path, checkpoint: dict, config: Any) -> None:
+        saved = checkpoint.get("datamodule_hyper_parameters", {})
+        now = vars(config.data) if not hasattr(config.data, "as_dict") else config.data.as_dict()
+        changed = {k: (v, now.get(k)) for k, v in saved.items() if k in now and now.get(k) != v}
+        if changed:
+            diffs = ", ".join(f"data.{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
+            raise CheckpointError(
+                f"{path} was trained with {diffs}; resume with the same data settings, or start a new run"
+            )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        config = self._get(self.config_init, "trainer")
+        callbacks = list(config.get("callbacks") or [])
+        if self.subcommand == "fit":
+            callbacks += [GracefulStop(), LineStory()]
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(EpochProgressBar())
+        kwargs["callbacks"] = callbacks
+        kwargs["plugins"] = [SafeCheckpointIO(), *(config.get("plugins") or [])]
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = self._logger(config)
+        return super().instantiate_trainer(**kwargs)
+
+    def _logger(self, config: dict[str, Any]) -> TensorBoardLogger | bool:
+        """Lightning's default TensorBoard logger, writing into a claimed (or the resumed) run folder."""
+        if self.subcommand == "predict":
+            return False
+        root = config.get("default_root_dir") or os.getcwd()
+        version = self.run_version
+        if version is None:
+            if not is_primary_process():  # a DDP worker: the launching process chose the folder
+                version = int(os.environ[VERSION_ENV]) if VERSION_ENV in os.environ else None
+            elif self.subcommand == "fit":
+                version = claim_version(root)
+        if version is not None and is_primary_process():
+            os.environ[VERSION_ENV] = str(version)
+        purge_step = self.next_epoch if self.subcommand == "fit" else None
+        return TensorBoardLogger(root, name="lightning_logs", version=version, default_hp_metric=False,
+                                 purge_step=purge_step)
+
+    def after_fit(self) -> None:
+        stop = next((c for c in self.trainer.callbacks if isinstance(c, GracefulStop)), None)
+        if stop is not None and stop.signum is not None:
+            raise Stopped(stop.signum, self.trainer)
+
+
+class Stopped(Exception):
+    """A run stopped cleanly by a signal, with its checkpoint saved."""
+
+    def __init__(self, signum: int, trainer: Trainer) -> None:
+        self.signum = signum
+        super().__init__(
+            f"stopped at epoch {trainer.current_epoch} on signal {signum}; last.ckpt saved in "
+            f"{trainer.checkpoint_callback.dirpath}; continue with: linlight fit --ckpt_path last (same arguments)"
+        )
+
+
+class _NoAdvert(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``linlight`` console script."""
+    # Lightning advertises a cloud logger on every run; it is not advice about this run.
+    logging.getLogger("lightning.pytorch.trainer.connectors.logger_connector.logger_connector").addFilter(_NoAdvert())
+    # Lightning 2.6 calls a torch API that torch 2.13 deprecates; nothing a user can change.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+    try:
+        LinlightCLI(args=args)
+    except Stopped as e:
+        print(f"linlight: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
+    except LinlightError as e:
+        print(f"linlight: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
