@@ -152,10 +152,10 @@ class LineDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.train_split must be between 0 and 1 (exclusive), got {train_split}")
         n = math.ceil((end - start) / step)
         n_train = int(train_split * n)
-        if n_train == 0 or n_train == n:
+        if n_train == 0:  # (the test split always keeps at least one point: int() rounds down)
             raise ConfigError(
-                f"data.train_split={train_split} of {n} points leaves an empty "
-                f"{'train' if n_train == 0 else 'test'} split; use more points (smaller data.step) or another split"
+                f"data.train_split={train_split} of {n} points leaves an empty train split; "
+                "use more points (smaller data.step) or a larger split"
             )
         if batch_size is not None and batch_size <= 0:
             raise ConfigError(f"data.batch_size must be a positive integer (or null for full batch), got {batch_size}")
