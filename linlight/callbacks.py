@@ -32,6 +32,15 @@ class RunCheckpoint(ModelCheckpoint):
             logger.save()
         super()._save_checkpoint(trainer, filepath)
 
+    def _monitor_candidates(self, trainer: pl.Trainer) -> dict[str, torch.Tensor]:
+        # Lightning deep-copies every metric here at every epoch end, saving or not; the values are never
+        # modified in place, so a shallow copy gives the same candidates for far less.
+        candidates = dict(trainer.callback_metrics)
+        for key, value in (("epoch", trainer.current_epoch), ("step", trainer.global_step)):
+            logged = candidates.get(key)
+            candidates[key] = logged.int() if isinstance(logged, torch.Tensor) else torch.tensor(value)
+        return candidates
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # ModelCheckpoint only saves last.ckpt at the end if it never saved one: make it the final state.
         if self.save_last and self._last_global_step_saved != trainer.global_step:

@@ -74,5 +74,5 @@ def next_epoch(ckpt: dict[str, Any]) -> int:
 class SafeCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint I/O, with every load checked and restricted to ``weights_only=True``."""
 
-    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:  # noqa: ANN001
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return read_checkpoint(path)

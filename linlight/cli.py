@@ -32,8 +32,14 @@ from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
 from linlight.data import LineDataModule
 from linlight.errors import CheckpointError, LinlightError
 from linlight.module import LitLinearRegression
-from linlight.runs import VERSION_ENV, claim_version, find_checkpoint, is_primary_process, run_version_of, runs_dir
-from linlight.story import LineStory
+from linlight.runs import (
+    VERSION_ENV,
+    claim_version,
+    find_checkpoint,
+    is_primary_process,
+    run_version_of,
+    runs_dir,
+)
 
 # Lightning's own settings a run needs; checkpoint cadence is a setting (--checkpoint.every_n_epochs).
 CHECKPOINT_DEFAULTS = {
@@ -119,7 +125,7 @@ class LinlightCLI(LightningCLI):
         config = self._get(self.config_init, "trainer")
         callbacks = list(config.get("callbacks") or [])
         if self.subcommand == "fit":
-            callbacks += [GracefulStop(), LineStory()]
+            callbacks.append(GracefulStop())
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(EpochProgressBar())
         kwargs["callbacks"] = callbacks
@@ -170,7 +176,7 @@ class _NoAdvert(logging.Filter):
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``linlight`` console script."""
     # Lightning advertises a cloud logger on every run; it is not advice about this run.
-    logging.getLogger("lightning.pytorch.trainer.connectors.logger_connector.logger_connector").addFilter(_NoAdvert())
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdvert())
     # Lightning 2.6 calls a torch API that torch 2.13 deprecates; nothing a user can change.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
     try:

@@ -42,7 +42,9 @@ def claim_version(root: str | Path) -> int:
             except FileExistsError:
                 v += 1
     except PermissionError:
-        raise ConfigError(f"cannot write to {d}: permission denied; choose another --trainer.default_root_dir") from None
+        raise ConfigError(
+            f"cannot write to {d}: permission denied; choose another --trainer.default_root_dir"
+        ) from None
     except OSError as e:
         raise ConfigError(f"cannot create run folder under {d}: {e.strerror}") from None
 

@@ -45,7 +45,7 @@ def test_full_batch_is_one_batch_of_views():
     dm = setup()
     batches = list(dm.train_dataloader())
     assert len(batches) == 1 == len(dm.train_dataloader())
-    x, y = batches[0]
+    x, _ = batches[0]
     assert x.shape == (40, 1) and x.data_ptr() == dm.x.data_ptr()  # a view, not a copy
 
 
