@@ -23,9 +23,22 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, ProgressBar
 from tqdm import tqdm
 
+from linlight.errors import ConfigError
+
 
 class RunCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` that flushes the loggers before each save and always saves ``last.ckpt`` at the end."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit" and trainer.is_global_zero and self.dirpath:  # fail now, not at the first save
+            try:
+                Path(self.dirpath).mkdir(parents=True, exist_ok=True)
+                probe = Path(self.dirpath) / ".write-test"
+                probe.touch()
+                probe.unlink()
+            except OSError as e:
+                raise ConfigError(f"cannot write checkpoints to {self.dirpath}: {e.strerror}") from None
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         for logger in trainer.loggers:  # events up to this epoch reach the disk before the checkpoint does

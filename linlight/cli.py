@@ -20,7 +20,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar
@@ -52,6 +52,16 @@ CHECKPOINT_DEFAULTS = {
 }
 
 
+class LinlightParser(LightningArgumentParser):
+    """LightningCLI's parser, ending a bad command line or config with one short error line."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:  # jsonargparse is trying alternatives: let it
+            super().error(message, ex)
+        sys.stderr.write(f"linlight: error: {' '.join(message.split())} (see: linlight --help)\n")
+        sys.exit(2)
+
+
 class FitConfigSaver(SaveConfigCallback):
     """Saves the resolved config in the run folder for ``fit`` only: a later ``test`` keeps it intact."""
 
@@ -76,6 +86,7 @@ class LinlightCLI(LightningCLI):
             trainer_defaults={"max_epochs": 1000, "log_every_n_steps": 1},
             auto_configure_optimizers=False,  # the optimizer is the tutorial's SGD, set by --model.lr
             parser_kwargs={"description": "Learn a straight line, the Lightning way."},
+            parser_class=LinlightParser,
             args=args,
             run=run,
         )
@@ -93,6 +104,8 @@ class LinlightCLI(LightningCLI):
 
     def _resolve_ckpt_path(self, subcommand: str, config: Any) -> None:
         """Turn ``last``/``best`` into a file, check the file, and find the run it continues."""
+        if config.get("weights_only") is False:
+            raise CheckpointError("linlight reads checkpoints with weights_only=True only, so no code in a file runs")
         ckpt = config.get("ckpt_path")
         if ckpt is None and subcommand != "fit":
             ckpt = "last"  # validate/test/predict use the newest run's weights unless told otherwise

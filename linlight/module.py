@@ -26,6 +26,7 @@ import math
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
@@ -52,7 +53,7 @@ class LitLinearRegression(pl.LightningModule):
 
     def __init__(self, arch: Arch = "v2", lr: float = 0.01) -> None:
         super().__init__()
-        if not (math.isfinite(lr) and lr > 0):
+        if not (math.isfinite(lr) and 0 < lr <= torch.finfo(torch.float32).max):
             raise ConfigError(f"model.lr must be a positive finite number, got {lr}")
         self.save_hyperparameters()
         self.model = build_model(arch)
@@ -156,8 +157,15 @@ class LitLinearRegression(pl.LightningModule):
         self.logger.log_hyperparams(hparams, metrics=final, step=self.current_epoch)
 
     def publish(self, values: dict[str, torch.Tensor]) -> None:
-        """Log scalars at step = epoch and expose them as ``trainer.callback_metrics``."""
+        """Log scalars at step = epoch and expose them as ``trainer.callback_metrics``.
+
+        A ``validate`` or ``test`` run has one epoch: there ``self.log_dict`` is cheap enough, and it gives
+        Lightning's results table and the return value of ``trainer.test``.
+        """
         values = {k: v.detach() for k, v in values.items()}
+        if self.trainer.state.fn != TrainerFn.FITTING:
+            self.log_dict(values)
+            return
         self.trainer.callback_metrics.update(values)
         self.epoch_metrics.update({k: v.item() for k, v in values.items()})
         if self.logger is not None:
