@@ -8,6 +8,8 @@ pickle with code in it, another model's checkpoint) into a ``CheckpointError`` t
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,14 +36,20 @@ def read_checkpoint(path: str | Path, need_training_state: bool = False) -> dict
     if p.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {p} is empty (0 bytes)")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's remarks on a foreign file's pickle protocol are noise here
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only load failed" in str(e).lower() or "weights_only" in str(e):
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
             raise CheckpointError(
-                f"refusing to load {p}: it holds Python objects other than tensors and plain data, which "
-                "could run code; linlight loads checkpoints with torch.load(weights_only=True) only"
+                f"refusing to load {p}: it holds a Python object ({found.group(1)}) where a checkpoint holds only "
+                "tensors and plain data, and unpickling it could run code; linlight loads with weights_only=True"
             ) from None
-        raise CheckpointError(f"{p} is not a PyTorch checkpoint (corrupt or another kind of file)") from None
+        raise CheckpointError(
+            f"refusing to load {p}: it is not a checkpoint that loads safely as tensors and plain data (corrupt, "
+            "another kind of file, or a pickle that may run code); linlight loads with weights_only=True"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError):
         raise CheckpointError(f"{p} is not a readable PyTorch checkpoint (truncated or corrupt)") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
