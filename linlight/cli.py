@@ -19,6 +19,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -186,20 +188,27 @@ class _NoAdvert(logging.Filter):
         return "litlogger" not in record.getMessage()
 
 
-def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``linlight`` console script."""
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn linlight's user-facing errors into one line on stderr and a non-zero exit, without a traceback."""
     # Lightning advertises a cloud logger on every run; it is not advice about this run.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdvert())
     # Lightning 2.6 calls a torch API that torch 2.13 deprecates; nothing a user can change.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
     try:
-        LinlightCLI(args=args)
+        yield
     except Stopped as e:
         print(f"linlight: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
     except LinlightError as e:
         print(f"linlight: error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``linlight`` console script."""
+    with user_errors():
+        LinlightCLI(args=args)
 
 
 if __name__ == "__main__":
