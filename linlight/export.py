@@ -48,9 +48,12 @@ def load_model(path: str | Path) -> nn.Module:
             raise CheckpointError(f"model file {path} does not exist")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-            raise CheckpointError(f"cannot read {path} as a state_dict (weights_only=True): {type(e).__name__}") from None
-    arch = next((a for a, keys in MODEL_KEYS.items() if set(state) == {k.removeprefix("model.") for k in keys}), None)
+        except Exception as e:
+            raise CheckpointError(
+                f"cannot read {path} as a state_dict (weights_only=True): {type(e).__name__}"
+            ) from None
+    plain_keys = {arch: {k.removeprefix("model.") for k in keys} for arch, keys in MODEL_KEYS.items()}
+    arch = next((a for a, keys in plain_keys.items() if set(state) == keys), None)
     if arch is None:
         raise CheckpointError(f"{path} is not a state_dict of a linlight model: its keys are {sorted(state)[:6]}")
     model = build_model(arch)

@@ -16,13 +16,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: files and TensorBoard, never a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
 
 
-def plot_predictions(train_data, train_labels, test_data, test_labels, predictions=None) -> Figure:  # noqa: ANN001
+def plot_predictions(train_data, train_labels, test_data, test_labels, predictions=None) -> Figure:
     """The tutorial's plot: training data blue, testing data green, predictions red."""
     fig = plt.figure(figsize=(10, 7))
     plt.scatter(_np(train_data), _np(train_labels), c="b", s=4, label="Training data")
@@ -46,7 +46,7 @@ def plot_loss_curves(epochs: list[int], train_loss: list[float], test_loss: list
     return fig
 
 
-def _np(t):  # noqa: ANN001, ANN202
+def _np(t):
     return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t
 
 

@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
         print(summary(trainer, model, data, tested, run, pth, onnx))
 
 
-def summary(trainer, model, data, tested: dict, run: Path, pth: Path, onnx: Path | None) -> str:  # noqa: ANN001
+def summary(trainer, model, data, tested: dict, run: Path, pth: Path, onnx: Path | None) -> str:
     """What a person wants to read at a glance after a run."""
     weight, bias = model.model.line()
     w_true, b_true = data.hparams.weight, data.hparams.bias
