@@ -1,0 +1,108 @@
+"""Scaling out through Lightning's DDP (gloo on CPU): sharded data, averaged gradients, unchanged results."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import linlight, load_ckpt, run_dir, scalars
+from plain import plain_loop
+
+FAST = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.accelerator", "cpu"]
+DDP = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
+PROBE_ENV = {"PYTHONPATH": os.path.dirname(__file__)}
+
+
+def probe(out):
+    return ["--trainer.callbacks+=ddp_probe.ShardRecorder", f"--trainer.callbacks.out={out}"]
+
+
+def assert_close_to(run, truth, tol=1e-6):
+    logged = scalars(run)
+    assert [s for s, _ in logged["train/loss"]] == list(range(len(truth.train_losses)))
+    for (_, got), want in zip(logged["train/loss"], truth.train_losses):
+        assert abs(got - want) <= tol
+    for (_, got), want in zip(logged["val/loss"], truth.test_losses):
+        assert abs(got - want) <= tol
+    state = load_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]
+    for key, want in zip(("model.linear_layer.weight", "model.linear_layer.bias"), truth.state.values()):
+        assert torch.allclose(state[key], want, atol=tol, rtol=0)
+
+
+def shards(out):
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+@pytest.mark.slow
+def test_two_processes_full_batch_equal_one_and_each_sees_half(tmp_path):
+    linlight("fit", *DDP, "--trainer.max_epochs", "150", *FAST, *probe(tmp_path / "seen"), cwd=tmp_path,
+             env=PROBE_ENV)
+    assert_close_to(run_dir(tmp_path), plain_loop(epochs=150))
+    assert sorted(os.listdir(tmp_path / "lightning_logs")) == ["version_0"]  # one run, written once
+    assert len(list(run_dir(tmp_path).glob("events.out.tfevents.*"))) == 1
+    a, b = shards(tmp_path / "seen")
+    assert a["world_size"] == b["world_size"] == 2
+    full = [round(0.02 * i, 6) for i in range(40)]
+    for epoch_a, epoch_b in zip(a["seen"], b["seen"]):
+        (xa,), (xb,) = epoch_a, epoch_b  # one (half) batch each per epoch
+        assert len(xa) == len(xb) == 20 and set(xa).isdisjoint(xb)
+        assert sorted(round(v, 6) for v in xa + xb) == full
+
+
+@pytest.mark.slow
+def test_shuffled_batch_size_is_global(tmp_path):
+    """--data.batch_size is the global batch: 2 processes x 4 samples give the 1-process result of batches of 8."""
+    args = ["--data.batch_size", "8", "--data.shuffle", "true", "--trainer.max_epochs", "40"]
+    single, double = tmp_path / "single", tmp_path / "double"
+    single.mkdir(), double.mkdir()
+    linlight("fit", *args, *FAST, *probe(single / "seen"), cwd=single, env=PROBE_ENV)
+    linlight("fit", *args, *DDP, *FAST, *probe(double / "seen"), cwd=double, env=PROBE_ENV)
+    one = torch.load(single / "seen" / "rank0.pt", weights_only=True)["seen"]
+    a, b = (s["seen"] for s in shards(double / "seen"))
+    for epoch, (batches, batches_a, batches_b) in enumerate(zip(one, a, b)):
+        assert len(batches) == len(batches_a) == len(batches_b) == 5
+        for whole, xa, xb in zip(batches, batches_a, batches_b):
+            assert len(xa) == len(xb) == 4 and set(xa).isdisjoint(xb)
+            assert sorted(xa + xb) == sorted(whole), f"epoch {epoch}: the ranks split the same global batch"
+    got = load_ckpt(run_dir(double) / "checkpoints" / "last.ckpt")["state_dict"]
+    want = load_ckpt(run_dir(single) / "checkpoints" / "last.ckpt")["state_dict"]
+    assert all(torch.allclose(got[k], want[k], atol=1e-6, rtol=0) for k in want)
+
+
+@pytest.mark.slow
+def test_ddp_run_resumes_exactly(tmp_path):
+    linlight("fit", *DDP, "--trainer.max_epochs", "100", *FAST, cwd=tmp_path)
+    linlight("fit", *DDP, "--ckpt_path", "last", "--trainer.max_epochs", "180", *FAST, cwd=tmp_path)
+    assert sorted(os.listdir(tmp_path / "lightning_logs")) == ["version_0"]
+    assert_close_to(run_dir(tmp_path), plain_loop(epochs=180))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_over_loopback(tmp_path):
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    cmd = [sys.executable, "-m", "linlight.cli", "fit", "--trainer.num_nodes", "2", "--trainer.devices", "1",
+           "--trainer.strategy", "ddp", "--trainer.max_epochs", "60", *FAST]
+    nodes = [subprocess.Popen(cmd, cwd=tmp_path, env={**env, "NODE_RANK": str(rank)}, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for rank in (0, 1)]
+    for node in nodes:
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err
+    assert sorted(os.listdir(tmp_path / "lightning_logs")) == ["version_0"]
+    assert_close_to(run_dir(tmp_path), plain_loop(epochs=60))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_run_matches_cpu(tmp_path):
+    linlight("fit", "--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.max_epochs", "300",
+             "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    assert_close_to(run_dir(tmp_path), plain_loop(epochs=300), tol=1e-5)
