@@ -2,6 +2,8 @@
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +15,8 @@ FAST = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summar
 
 
 def test_console_script_help():
-    exe = shutil.which("linlight")
+    beside_python = Path(sys.executable).parent / "linlight"  # where pip puts it in this environment
+    exe = str(beside_python) if beside_python.exists() else shutil.which("linlight")
     assert exe, "the linlight console script is not installed"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     for sub in ("fit", "validate", "test", "predict"):
