@@ -154,6 +154,7 @@ class LitLinearRegression(pl.LightningModule):
         final = {f"hparams/{k.replace('/', '_')}": v for k, v in self.epoch_metrics.items() if "true" not in k}
         datamodule = self.trainer.datamodule
         hparams = {**self.hparams, **(datamodule.hparams if datamodule is not None else {})}
+        hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}  # not LightningCLI's internals
         self.logger.log_hyperparams(hparams, metrics=final, step=self.current_epoch)
 
     def publish(self, values: dict[str, torch.Tensor]) -> None:
