@@ -11,10 +11,9 @@ assert torch.cuda.is_available(), "no CUDA GPU here"
 print("GPU:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "| CUDA", torch.version.cuda)
 PY
 for acc in gpu cpu; do
-  start=$(date +%s.%N)
-  "$py" -m linlight.cli fit --trainer.accelerator "$acc" --trainer.devices 1 --trainer.default_root_dir "$out/$acc" \
-    --trainer.enable_progress_bar false > "$out/$acc.log" 2>&1
-  echo "$acc: reference run $(echo "$(date +%s.%N) - $start" | bc) s (whole process)"
+  TIMEFORMAT="$acc: reference run %R s (whole process)"
+  time "$py" -m linlight.cli fit --trainer.accelerator "$acc" --trainer.devices 1 \
+    --trainer.default_root_dir "$out/$acc" --trainer.enable_progress_bar false > "$out/$acc.log" 2>&1
 done
 "$py" - "$out" <<'PY'
 import sys
