@@ -70,6 +70,9 @@ def run_version_of(ckpt: Path) -> int | None:
 
 
 def is_primary_process() -> bool:
-    """True in the process that starts a run: not a DDP worker, not a non-zero node or rank."""
+    """True in the process that starts a run: not a DDP worker, not a non-zero node or rank.
+
+    Only rank variables decide: ``VERSION_ENV`` may be left over in a process that ran linlight before.
+    """
     rank_vars = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
-    return all(int(os.environ.get(k, "0") or 0) == 0 for k in rank_vars) and VERSION_ENV not in os.environ
+    return all(int(os.environ.get(k, "0") or 0) == 0 for k in rank_vars)
