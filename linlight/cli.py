@@ -84,8 +84,9 @@ class LinlightCLI(LightningCLI):
             save_config_callback=FitConfigSaver,
             save_config_kwargs={"overwrite": True},
             seed_everything_default=42,
-            # the tutorial's 1000 epochs; metrics are logged per epoch (module.py), so no per-step interval
-            trainer_defaults={"max_epochs": 1000, "log_every_n_steps": 1},
+            # the tutorial's 1000 epochs; metrics are logged per epoch (module.py), so no per-step interval;
+            # no model summary table (two parameters), whose callback would run at every hook of every epoch
+            trainer_defaults={"max_epochs": 1000, "log_every_n_steps": 1, "enable_model_summary": False},
             auto_configure_optimizers=False,  # the optimizer is the tutorial's SGD, set by --model.lr
             parser_kwargs={"description": "Learn a straight line, the Lightning way."},
             parser_class=LinlightParser,

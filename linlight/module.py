@@ -58,7 +58,10 @@ class LitLinearRegression(pl.LightningModule):
         self.save_hyperparameters()
         self.model = build_model(arch)
         self.loss_fn = nn.L1Loss()
-        metrics = MetricCollection({"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()})
+        # compute_groups=False: the three metrics share no state, so grouping only adds checks to every update
+        metrics = MetricCollection(
+            {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}, compute_groups=False
+        )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self._loss_sums: dict[str, list[torch.Tensor]] = {}  # per stage: loss * batch size, per step
