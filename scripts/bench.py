@@ -7,8 +7,11 @@
 1. reference: the reference experiment as whole processes, start to exit: the tutorial's plain script
    (scripts/tutorial_plain.py), `linlight fit` with its defaults, and a straightforward Lightning version
    (DataLoader(TensorDataset), self.log, a checkpoint every epoch, the TQDM bar). Runs alternate.
+   Also: `linlight fit` without its progress bar (what the bar costs), and Lightning's floor (a bare
+   Trainer with a DataLoader and validation every epoch, nothing else).
 2. scale: seconds per epoch (train + validation pass) at 10^6 points, shuffled: a raw loop slicing
-   shuffled indices from the tensors, `linlight fit`, and Lightning over DataLoader(TensorDataset).
+   shuffled indices from the tensors, `linlight fit`, a bare Trainer over linlight's module and data
+   (Lightning's own per-step floor), and Lightning over DataLoader(TensorDataset).
 3. memory: peak resident memory of `linlight fit` at 10^7 points against the reference run.
 """
 
@@ -49,8 +52,9 @@ def worker(*args: str) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- workers
-def naive_reference(epochs: int, root: str) -> None:
-    """What a straightforward Lightning port of the tutorial looks like."""
+def lightning_reference(epochs: int, root: str, bare: bool) -> None:
+    """A straightforward Lightning port of the tutorial, or (bare) Lightning's floor: a Trainer with a
+    DataLoader and validation every epoch, and nothing else (no logging, checkpoints or progress bar)."""
     import lightning.pytorch as pl
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -66,11 +70,14 @@ def naive_reference(epochs: int, root: str) -> None:
 
         def training_step(self, batch, batch_idx):
             loss = self.loss_fn(self.model(batch[0]), batch[1])
-            self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+            if not bare:
+                self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
             return loss
 
         def validation_step(self, batch, batch_idx):
-            self.log("val/loss", self.loss_fn(self.model(batch[0]), batch[1]), prog_bar=True)
+            loss = self.loss_fn(self.model(batch[0]), batch[1])
+            if not bare:
+                self.log("val/loss", loss, prog_bar=True)
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.01)
@@ -79,8 +86,12 @@ def naive_reference(epochs: int, root: str) -> None:
     y = 0.7 * X + 0.3
     train, test = TensorDataset(X[:40], y[:40]), TensorDataset(X[40:], y[40:])
     pl.seed_everything(42)
-    trainer = pl.Trainer(max_epochs=epochs, logger=TensorBoardLogger(root), accelerator="auto",
-                         callbacks=[ModelCheckpoint(save_last=True, every_n_epochs=1)], log_every_n_steps=1)
+    if bare:
+        trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, accelerator="auto")
+    else:
+        trainer = pl.Trainer(max_epochs=epochs, logger=TensorBoardLogger(root), accelerator="auto",
+                             callbacks=[ModelCheckpoint(save_last=True, every_n_epochs=1)], log_every_n_steps=1)
     trainer.fit(Naive(), DataLoader(train, batch_size=40), DataLoader(test, batch_size=10))
 
 
@@ -136,6 +147,16 @@ def scale(variant: str, step: float, batch: int, epochs: int) -> dict:
         starts.append(time.perf_counter())
         return {"sec_per_epoch": per_epoch(starts)}
 
+    if variant == "bare":  # linlight's module and data in a Trainer with nothing else
+        from linlight.module import LitLinearRegression
+
+        pl.seed_everything(42, verbose=False)
+        timer = EpochTimer(os.devnull)
+        trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, accelerator="cpu", callbacks=[timer])
+        trainer.fit(LitLinearRegression(), datamodule=LineDataModule(step=step, batch_size=batch, shuffle=True))
+        return {"sec_per_epoch": per_epoch(timer.starts)}
+
     from linlight.cli import LinlightCLI
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,7 +201,11 @@ def bench_reference(repeats: int, epochs: int) -> list[tuple[str, str]]:
             "plain PyTorch (tutorial)": [sys.executable, str(SCRIPTS / "tutorial_plain.py"), "--epochs", str(epochs)],
             "linlight fit": [sys.executable, "-m", "linlight.cli", "fit", "--trainer.max_epochs", str(epochs),
                              "--trainer.default_root_dir", tmp],
+            "linlight fit, no progress bar": [sys.executable, "-m", "linlight.cli", "fit", "--trainer.max_epochs",
+                                              str(epochs), "--trainer.default_root_dir", tmp,
+                                              "--trainer.enable_progress_bar", "false"],
             "naive Lightning": [sys.executable, str(SCRIPTS / "bench.py"), "--worker", "naive", str(epochs), tmp],
+            "bare Lightning (floor)": [sys.executable, str(SCRIPTS / "bench.py"), "--worker", "bare", str(epochs), tmp],
         }
         times: dict[str, list[float]] = {k: [] for k in cmds}
         order = list(cmds)
@@ -196,11 +221,20 @@ def bench_reference(repeats: int, epochs: int) -> list[tuple[str, str]]:
     return rows
 
 
+def scale_all(step: float, epochs: int, batches: list[int]) -> dict:
+    """Every scale variant in one process (timings are per epoch, in-process); the DataLoader one last."""
+    results = {str(b): {v: scale(v, step, b, epochs)["sec_per_epoch"] for v in ("raw", "bare", "linlight")}
+               for b in batches}
+    results[str(batches[0])]["dataloader"] = scale("dataloader", step, batches[0], epochs)["sec_per_epoch"]
+    return results
+
+
 def bench_scale(step: float, epochs: int, batches: tuple[int, ...]) -> list[tuple[str, str]]:
     rows = []
+    everything = worker("scale", str(step), str(epochs), ",".join(map(str, batches)))
     for batch in batches:
-        variants = ["raw", "linlight"] + (["dataloader"] if batch == batches[0] else [])
-        res = {v: worker("scale", v, str(step), str(batch), str(epochs))["sec_per_epoch"] for v in variants}
+        res = everything[str(batch)]
+        variants = list(res)
         n = round(1 / step)
         for v in variants:
             ratio = res[v] / res["raw"]
@@ -229,11 +263,11 @@ def main() -> None:
     if args.worker:
         kind, *rest = args.worker
         sys.argv = sys.argv[:1]  # the worker's own options are not LightningCLI's
-        if kind == "naive":
-            naive_reference(int(rest[0]), rest[1])
+        if kind in ("naive", "bare"):
+            lightning_reference(int(rest[0]), rest[1], bare=kind == "bare")
             return
         if kind == "scale":
-            result = scale(rest[0], float(rest[1]), int(rest[2]), int(rest[3]))
+            result = scale_all(float(rest[0]), int(rest[1]), [int(b) for b in rest[2].split(",")])
         else:
             result = memory(float(rest[0]), int(rest[1]) or None, int(rest[2]))
         print(json.dumps(result))
