@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -111,7 +112,7 @@ class EpochTimer(pl.Callback):
 
 
 def per_epoch(starts: list[float]) -> float:
-    return statistics.median(b - a for a, b in zip(starts[1:], starts[2:]))  # the first epoch warms up
+    return statistics.median(b - a for a, b in itertools.pairwise(starts[1:]))  # the first epoch warms up
 
 
 def scale(variant: str, step: float, batch: int, epochs: int) -> dict:
@@ -248,9 +249,9 @@ def bench_memory(step: float) -> list[tuple[str, str]]:
     ref = worker("memory", "0.02", "0", "20")["peak_mb"]
     big = worker("memory", str(step), "65536", "1")["peak_mb"]
     data_mb = 2 * 4 * round(1 / step) / 2**20  # X and y, float32
+    above = f"(+{(big - ref) / data_mb:4.2f}x the data's {data_mb:.0f} MB above the reference)"
     return [("memory: reference run peak", f"{ref:7.1f} MB"),
-            (f"memory: {round(1 / step):.0e} points peak", f"{big:7.1f} MB   (+{(big - ref) / data_mb:4.2f}x the data's "
-                                                           f"{data_mb:.0f} MB)")]
+            (f"memory: {round(1 / step):.0e} points peak", f"{big:7.1f} MB   {above}")]
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ def test_tensorboard_has_every_tag_with_one_point_per_epoch(trained):
     images = EventAccumulator(str(run), size_guidance={"images": 0})
     images.Reload()
     steps = [e.step for e in images.Images("predictions")]
-    assert steps == list(range(0, EPOCHS, EPOCHS // 10)) + [EPOCHS]  # the slider: the line being learned
+    assert steps == [*range(0, EPOCHS, EPOCHS // 10), EPOCHS]  # the slider: the line being learned
     assert len(images.Images("loss_curves")) == 1
     hparams = images.PluginTagToContent("hparams")  # the HPARAMS tab: settings and final values
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
