@@ -29,6 +29,14 @@ from linlight.errors import ConfigError
 class RunCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` that flushes the loggers before each save and always saves ``last.ckpt`` at the end."""
 
+    @property
+    def state_key(self) -> str:
+        # Lightning formats this key at every hook call of every batch; ModelCheckpoint builds it from its
+        # settings each time. They do not change after __init__, so build it once.
+        if "_state_key" not in self.__dict__:
+            self.__dict__["_state_key"] = super().state_key
+        return self.__dict__["_state_key"]
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if stage == "fit" and trainer.is_global_zero and self.dirpath:  # fail now, not at the first save

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Iterator
@@ -129,7 +130,7 @@ class LinlightCLI(LightningCLI):
     @staticmethod
     def _check_same_data(path: Path, checkpoint: dict, config: Any) -> None:
         saved = checkpoint.get("datamodule_hyper_parameters", {})
-        now = vars(config.data) if not hasattr(config.data, "as_dict") else config.data.as_dict()
+        now = config.data.as_dict()
         changed = {k: (v, now.get(k)) for k, v in saved.items() if k in now and now.get(k) != v}
         if changed:
             diffs = ", ".join(f"data.{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
@@ -148,7 +149,10 @@ class LinlightCLI(LightningCLI):
         kwargs["plugins"] = [SafeCheckpointIO(), *(config.get("plugins") or [])]
         if config.get("logger") in (None, True):
             kwargs["logger"] = self._logger(config)
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand != "predict":  # every callback costs a call at every hook of every batch
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, PredictionWriter)]
+        return trainer
 
     def _logger(self, config: dict[str, Any]) -> TensorBoardLogger | bool:
         """Lightning's default TensorBoard logger, writing into a claimed (or the resumed) run folder."""
@@ -179,7 +183,7 @@ class Stopped(Exception):
     def __init__(self, signum: int, trainer: Trainer) -> None:
         self.signum = signum
         super().__init__(
-            f"stopped at epoch {trainer.current_epoch} on signal {signum}; last.ckpt saved in "
+            f"stopped after {trainer.current_epoch} epochs on {signal.Signals(signum).name}; last.ckpt saved in "
             f"{trainer.checkpoint_callback.dirpath}; continue with: linlight fit --ckpt_path last (same arguments)"
         )
 

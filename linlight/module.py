@@ -110,10 +110,13 @@ class LitLinearRegression(pl.LightningModule):
         self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:  # Lightning's pre-fit check of the val step: nothing to report
-            self._loss_sums.pop("val", None), self._counts.pop("val", None), self.val_metrics.reset()
-        else:
+        if not self.trainer.sanity_checking:
             self._log_epoch("val")
+            return
+        # Lightning's pre-fit check of the validation step: nothing to report, nothing to keep
+        self._loss_sums.pop("val", None)
+        self._counts.pop("val", None)
+        self.val_metrics.reset()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
