@@ -68,12 +68,6 @@ def read_checkpoint(path: str | Path, need_training_state: bool = False) -> dict
     return ckpt
 
 
-def checkpoint_arch(ckpt: dict[str, Any]) -> str:
-    """Which tutorial model a checkpoint read by ``read_checkpoint`` holds."""
-    keys = {k for k in ckpt["state_dict"] if k.startswith("model.")}
-    return next(arch for arch, expected in MODEL_KEYS.items() if keys == expected)
-
-
 def next_epoch(ckpt: dict[str, Any]) -> int:
     """The first epoch a run resumed from this checkpoint will train (the epochs it has fully processed)."""
     return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
