@@ -145,9 +145,6 @@ class GracefulStop(pl.Callback):
         if stop:
             trainer.should_stop = True
 
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.teardown(trainer, pl_module, "fit")
-
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
@@ -168,7 +165,7 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
-        x = torch.cat([batch for batch in trainer.predict_dataloaders]).flatten().tolist()
+        x = torch.cat(list(trainer.predict_dataloaders)).flatten().tolist()
         y = torch.cat(predictions).flatten().tolist()
         lines = ["x,y", *(f"{a!r},{b!r}" for a, b in zip(x, y))]
         if self.output is None:

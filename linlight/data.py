@@ -58,7 +58,7 @@ class EpochSampler:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
             perm = torch.randperm(self.n, generator=gen, dtype=torch.int32)  # half the memory of int64
             for i in range(0, self.n, bs):
-                yield perm[i : i + bs][r::w] if w > 1 else perm[i : i + bs]
+                yield perm[i : i + bs][r::w]  # a view; with one process, the whole batch
         else:
             for i in range(0, self.n, bs):
                 j = min(i + bs, self.n)
@@ -187,7 +187,8 @@ class LineDataModule(pl.LightningDataModule):
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = EpochSampler(len(x), self.hparams.batch_size, shuffle, self.hparams.seed, rank, world)
         if world > 1:
-            sizes = {min(sampler.batch_size, len(x) - i) for i in range(0, len(x), sampler.batch_size)}
+            n, bs = len(x), sampler.batch_size
+            sizes = {min(bs, n)} | ({n % bs} if n > bs and n % bs else set())  # full batches and the last one
             if any(s % world for s in sizes):
                 raise ConfigError(
                     f"with {world} processes every batch must split into equal shares, but the batch sizes of "
