@@ -171,7 +171,7 @@ class LitLinearRegression(pl.LightningModule):
         """
         values = {k: v.detach() for k, v in values.items()}
         if self.trainer.state.fn != TrainerFn.FITTING:
-            self.log_dict(values)
+            self.log_dict(values, sync_dist=True)  # already global: averaging equal values changes nothing
             return
         self.trainer.callback_metrics.update(values)
         self.epoch_metrics.update({k: v.item() for k, v in values.items()})

@@ -70,10 +70,10 @@ class Plots(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._snapshot(trainer, pl_module)
+        out = Path(trainer.log_dir or trainer.default_root_dir)  # a broadcast: every process asks
         if not trainer.is_global_zero:
             return
         data = (*trainer.datamodule.train_data, *trainer.datamodule.test_data)
-        out = Path(trainer.log_dir or trainer.default_root_dir)
         logger = trainer.logger if isinstance(trainer.logger, TensorBoardLogger) else None
         for epoch, predictions in self._snapshots:
             fig = plot_predictions(*data, predictions)

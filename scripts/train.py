@@ -25,10 +25,11 @@ def main(argv: list[str]) -> None:
     with user_errors():
         cli = LinlightCLI(args=["fit", "--trainer.callbacks+=linlight.plotting.Plots", *argv])
         trainer, model, data = cli.trainer, cli.model, cli.datamodule
-        if not trainer.is_global_zero:
-            return
+        # every process: DDP syncs the test metrics, and log_dir is a broadcast
         (tested,) = trainer.test(model, datamodule=data, verbose=False)
         run = Path(trainer.log_dir)
+        if not trainer.is_global_zero:
+            return
         pth = export_state_dict(model, run / "model.pth")
         reloaded = load_model(pth)  # the tutorial's check: a fresh model gives the same predictions
         x_test = data.test_data[0].cpu()
@@ -54,7 +55,7 @@ def summary(trainer, model, data, tested: dict, run: Path, pth: Path, onnx: Path
         f"  bias    true {b_true:<8.4f} learned {bias:.4f}   (error {abs(bias - b_true):.4f})",
         f"  test    {test}",
         f"  checkpoint   {trainer.checkpoint_callback.last_model_path or run / 'checkpoints' / 'last.ckpt'}",
-        f"  best         {trainer.checkpoint_callback.best_model_path}",
+        f"  best         {trainer.checkpoint_callback.best_model_path or 'none yet (see --checkpoint.every_n_epochs)'}",
         f"  plots        {run / 'predictions.png'}  {run / 'loss_curves.png'}",
         f"  state_dict   {pth}",
         f"  onnx         {onnx or 'not exported (pip install linlight[export])'}",

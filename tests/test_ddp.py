@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import linlight, load_ckpt, run_dir, scalars
+from conftest import REPO, linlight, load_ckpt, run_dir, scalars
 from plain import plain_loop
 
 FAST = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -106,3 +106,16 @@ def test_gpu_run_matches_cpu(tmp_path):
     linlight("fit", "--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.max_epochs", "300",
              "--trainer.enable_progress_bar", "false", cwd=tmp_path)
     assert_close_to(run_dir(tmp_path), plain_loop(epochs=300), tol=1e-5)
+
+
+@pytest.mark.slow
+def test_training_script_under_ddp(tmp_path):
+    """scripts/train.py with 2 processes: collectives (log_dir, test metrics) are reached by every rank."""
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *DDP, "--trainer.max_epochs", "20",
+                           *FAST], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    run = run_dir(tmp_path)
+    for name in ("predictions.png", "loss_curves.png", "model.pth", "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name
+    assert proc.stdout.count("linlight: trained") == 1  # the summary comes from rank 0 only
+    assert_close_to(run, plain_loop(epochs=20))
