@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import linlight, load_ckpt, run_dir
+from conftest import linlight, load_ckpt, run_dir, scalars
 
 FAST = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -58,6 +58,7 @@ def test_unwritable_log_dir_fails_before_training(tmp_path):
     blocker.write_text("not a directory")
     fails(tmp_path, "fit", "--trainer.default_root_dir", str(blocker / "runs"), words="cannot create run folder")
     fails(tmp_path, "fit", "--checkpoint.dirpath", str(blocker / "ckpts"), words="cannot write checkpoints")
+    assert scalars(run_dir(tmp_path)) == {}  # stopped before the first epoch logged anything
 
 
 class Exploit:
