@@ -1,12 +1,13 @@
 """The callbacks a linlight run uses: checkpoints, a light progress bar, and a clean stop on signals.
 
-- ``RunCheckpoint``: Lightning's ``ModelCheckpoint`` saving ``last.ckpt`` and the best ``val/loss`` every
+- ``RunCheckpoint``: Lightning's ``ModelCheckpoint`` saving ``last.ckpt`` and the best ``loss/val`` every
   ``every_n_epochs`` epochs and always at the end, after the TensorBoard events written so far are flushed,
   so a resumed run never misses an epoch in its curves.
 - ``EpochProgressBar``: one bar over epochs with the latest losses, redrawn at most a few times a second;
   Lightning's TQDM bar redraws two bars every epoch, which costs more than a whole epoch of this model.
-- ``GracefulStop``: Ctrl-C or SIGTERM finishes the current epoch, saves ``last.ckpt`` and stops, so
-  ``linlight fit --ckpt_path last`` continues exactly. A second Ctrl-C interrupts at once.
+- ``GracefulStop``: Ctrl-C or SIGTERM finishes the current epoch, saves ``last.ckpt`` and stops with the
+  command that continues the run exactly. A second Ctrl-C, or one while the run starts, stops at once.
+- ``PredictionWriter``: ``linlight predict`` results as CSV.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +25,17 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, ProgressBar
 from tqdm import tqdm
 
-from linlight.errors import ConfigError
+from linlight.errors import ConfigError, Interrupted, Stopped
+from linlight.summary import resume_command
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` that flushes the loggers before each save and always saves ``last.ckpt`` at the end."""
+    """``ModelCheckpoint`` that flushes the loggers before each save and always saves ``last.ckpt`` at the end.
+
+    ``resuming`` is set by the CLI when a run continues in its own checkpoint folder.
+    """
+
+    resuming = False
 
     @property
     def state_key(self) -> str:
@@ -38,7 +46,10 @@ class RunCheckpoint(ModelCheckpoint):
         return self.__dict__["_state_key"]
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
+        with warnings.catch_warnings():
+            if self.resuming:  # continuing this folder is the point; Lightning warns of any non-empty one
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
         if stage == "fit" and trainer.is_global_zero and self.dirpath:  # fail now, not at the first save
             try:
                 Path(self.dirpath).mkdir(parents=True, exist_ok=True)
@@ -69,7 +80,7 @@ class RunCheckpoint(ModelCheckpoint):
 
 
 class EpochProgressBar(ProgressBar):
-    """A progress bar over epochs showing ``train/loss`` and ``val/loss``.
+    """A progress bar over epochs showing ``loss/train`` and ``loss/val``.
 
     Args:
         refresh_seconds: the shortest time between two redraws.
@@ -112,7 +123,7 @@ class EpochProgressBar(ProgressBar):
             return
         metrics = trainer.callback_metrics
         bar.set_postfix(
-            {k: f"{metrics[k].item():.4g}" for k in ("train/loss", "val/loss") if k in metrics}, refresh=False
+            {k: f"{metrics[k].item():.4g}" for k in ("loss/train", "loss/val") if k in metrics}, refresh=False
         )
         bar.update(trainer.current_epoch - bar.n)
         self._last = time.monotonic()
@@ -122,21 +133,46 @@ class EpochProgressBar(ProgressBar):
 
 
 class GracefulStop(pl.Callback):
-    """On SIGINT (Ctrl-C) or SIGTERM, stop after the current epoch with ``last.ckpt`` saved."""
+    """On SIGINT (Ctrl-C) or SIGTERM, stop after the current epoch with ``last.ckpt`` saved.
 
-    def __init__(self) -> None:
+    A signal while the run starts (before the first epoch) stops it at once, as does a second Ctrl-C. Every
+    message ends with the command that continues the run.
+
+    Args:
+        program: the words that start this program's ``fit`` in a new shell (see ``linlight.summary``).
+    """
+
+    def __init__(self, program: list[str]) -> None:
+        self.program = program
         self.signum: int | None = None
+        self._training = False
+        self._trainer: pl.Trainer | None = None
         self._previous: dict[int, Any] = {}
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+        if stage == "fit":
+            self._install()
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._install()  # again: Lightning wraps the SIGTERM handler in its own after setup
+        self._training = True
+
+    def _install(self) -> None:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
+                previous = signal.signal(sig, self._handle)
+                self._previous.setdefault(sig, previous)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if not self._training:
+            raise Interrupted(f"stopped on {name} while starting, before the first epoch; nothing was trained")
+        if self.signum is not None and signum == signal.SIGINT:
+            raise Interrupted(f"stopped at once by a second Ctrl-C during epoch {self._trainer.current_epoch}; "
+                              f"{self._continue()}")
         self.signum = signum
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
-        print(f"\n{signal.Signals(signum).name}: finishing this epoch, then saving last.ckpt", file=sys.stderr)
+        print(f"\n{name}: finishing this epoch, then saving last.ckpt (Ctrl-C again stops at once)", file=sys.stderr)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         stop = self.signum is not None
@@ -149,10 +185,28 @@ class GracefulStop(pl.Callback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+        self._training = False
+
+    def raise_if_stopped(self, trainer: pl.Trainer) -> None:
+        """After ``fit``: a run stopped by a signal ends with ``Stopped`` (exit code 128 + the signal)."""
+        if self.signum is not None:
+            name = signal.Signals(self.signum).name
+            raise Stopped(f"stopped on {name} after {trainer.current_epoch} epochs, last.ckpt saved; "
+                          f"{self._continue()}", self.signum)
+
+    def _continue(self) -> str:
+        """What to run to go on from the newest ``last.ckpt`` of this run."""
+        ckpt = self._trainer.checkpoint_callback if self._trainer is not None else None
+        last = Path(ckpt.dirpath) / "last.ckpt" if ckpt is not None and ckpt.dirpath else None
+        if last is None or not last.is_file():
+            return "no checkpoint was saved yet, so there is nothing to continue"
+        return f"continue with: {resume_command(self.program, last)}"
 
 
 class PredictionWriter(BasePredictionWriter):
     """Writes ``linlight predict`` results as CSV (``x,y``): to ``output`` if given, else to standard output.
+
+    Values are printed as the float32 numbers they are (``0.1``, not ``0.10000000149011612``).
 
     Args:
         output: the CSV file to write; standard output when not set.
@@ -162,12 +216,16 @@ class PredictionWriter(BasePredictionWriter):
         super().__init__(write_interval="epoch")
         self.output = output
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.world_size > 1:
+            raise ConfigError("linlight predict runs in one process: leave out --trainer.devices/--trainer.strategy")
+
     def write_on_epoch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
-        x = torch.cat(list(trainer.predict_dataloaders)).flatten().tolist()
-        y = torch.cat(predictions).flatten().tolist()
-        lines = ["x,y", *(f"{a!r},{b!r}" for a, b in zip(x, y))]
+        (x,) = trainer.predict_dataloaders.dataset.tensors
+        y = torch.cat(predictions).cpu()
+        lines = ["x,y", *(f"{a!s},{b!s}" for a, b in zip(x.flatten().numpy(), y.flatten().numpy()))]
         if self.output is None:
             print("\n".join(lines))
         else:

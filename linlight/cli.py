@@ -2,51 +2,59 @@
 
     linlight fit                                   # the reference experiment (tutorial V2, 1000 epochs)
     linlight fit --config linlight/configs/model0.yaml --trainer.max_epochs 50
-    linlight fit --ckpt_path last                  # resume the newest run where it stopped
-    linlight test                                  # test the newest run's last.ckpt
+    linlight fit --ckpt_path last                  # continue the newest run, with its own settings
+    linlight test                                  # test the newest run's last.ckpt on the data it was trained on
     linlight predict --data.predict_x '[0.1, 0.5]' --ckpt_path best
     linlight fit --print_config                    # every setting, as YAML
 
-What it adds to plain ``LightningCLI``: runs go to ``<default_root_dir>/lightning_logs/version_N/`` with
-a folder claimed atomically; ``--ckpt_path last``/``best`` find the newest run's checkpoint (Lightning's own
-``"last"`` only looks in the new run's folder) and a resumed run continues its own folder and curves;
-every checkpoint is checked and read with ``weights_only=True``; bad input ends with one clear line.
+What it adds to plain ``LightningCLI``: runs go to ``<default_root_dir>/lightning_logs/version_N/`` with a
+folder claimed atomically; ``--ckpt_path last``/``best`` find the newest run's checkpoint (Lightning's own
+``"last"`` only looks in the new run's folder). A checkpoint's settings are the defaults of the command that
+uses it: resuming a run takes that run's saved config, evaluating takes the model and data the weights were
+trained with, and only what is given explicitly differs. A checkpoint inside a run folder continues that
+run: its curves, its test metrics. Every checkpoint is checked and read with ``weights_only=True``; bad input
+ends with one clear line; ``fit`` ends with a summary of where everything is and what to run next.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import signal
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import TensorBoardLogger
 
+from linlight.board import RunLogger
 from linlight.callbacks import EpochProgressBar, GracefulStop, PredictionWriter, RunCheckpoint
 from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
 from linlight.data import LineDataModule
 from linlight.errors import CheckpointError, LinlightError
 from linlight.module import LitLinearRegression
+from linlight.plotting import Plots
 from linlight.runs import (
     VERSION_ENV,
     claim_version,
     find_checkpoint,
     is_primary_process,
-    run_version_of,
-    runs_dir,
+    run_config,
+    run_of,
 )
+from linlight.summary import fit_summary, linlight_fit
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 # Lightning's own settings a run needs; checkpoint cadence is a setting (--checkpoint.every_n_epochs).
 CHECKPOINT_DEFAULTS = {
-    "checkpoint.monitor": "val/loss",
+    "checkpoint.monitor": "loss/val",
     "checkpoint.mode": "min",
     "checkpoint.filename": "best-{epoch}",
     "checkpoint.save_last": True,
@@ -74,11 +82,24 @@ class FitConfigSaver(SaveConfigCallback):
 
 
 class LinlightCLI(LightningCLI):
-    """``LightningCLI`` with linlight's run folders, resume, safe checkpoints and callbacks."""
+    """``LightningCLI`` with linlight's run folders, resume, safe checkpoints, callbacks and summary.
 
-    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+    Args:
+        args: the command line (without the program name); ``None`` reads ``sys.argv``.
+        run: run the subcommand (``False`` only builds the objects).
+        program: the words that start this program's ``fit`` again in a new shell, printed in the commands
+            that continue a run; ``linlight fit`` by default.
+        plots: add the ``Plots`` callback (predictions and loss-curve images) unless the config has one.
+        summary: print the summary at the end of ``fit``.
+    """
+
+    def __init__(self, args: list[str] | None = None, run: bool = True, program: Sequence[str] | None = None,
+                 plots: bool = False, summary: bool = True) -> None:
+        self.program = list(program or linlight_fit())
+        self.plots, self.summary = plots, summary
         self.run_version: int | None = None
         self.next_epoch: int | None = None
+        self.data_differs: dict[str, tuple[Any, Any]] = {}
         super().__init__(
             LitLinearRegression,
             LineDataModule,
@@ -89,7 +110,8 @@ class LinlightCLI(LightningCLI):
             # no model summary table (two parameters), whose callback would run at every hook of every epoch
             trainer_defaults={"max_epochs": 1000, "log_every_n_steps": 1, "enable_model_summary": False},
             auto_configure_optimizers=False,  # the optimizer is the tutorial's SGD, set by --model.lr
-            parser_kwargs={"description": "Learn a straight line, the Lightning way."},
+            # a mistyped option is an error, never a silently accepted abbreviation of another one
+            parser_kwargs={"description": "Learn a straight line, the Lightning way.", "allow_abbrev": False},
             parser_class=LinlightParser,
             args=args,
             run=run,
@@ -101,13 +123,12 @@ class LinlightCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "predictions")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then, given a checkpoint, parse again with the checkpoint's settings as the defaults."""
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if subcommand is not None:
-            self._resolve_ckpt_path(subcommand, self.config[subcommand])
-
-    def _resolve_ckpt_path(self, subcommand: str, config: Any) -> None:
-        """Turn ``last``/``best`` into a file, check the file, and find the run it continues."""
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
         if config.get("weights_only") is False:
             raise CheckpointError("linlight reads checkpoints with weights_only=True only, so no code in a file runs")
         ckpt = config.get("ckpt_path")
@@ -118,31 +139,66 @@ class LinlightCLI(LightningCLI):
         root = Path(config.trainer.default_root_dir or os.getcwd())
         path = find_checkpoint(root, ckpt) if ckpt in ("last", "best") else Path(ckpt)
         checkpoint = read_checkpoint(path, need_training_state=subcommand == "fit")
+        if not isinstance(args, (dict, Namespace)):
+            argv = list(sys.argv[1:] if args is None else args)
+            at = argv.index(subcommand) + 1
+            defaults = json.dumps(self._checkpoint_defaults(subcommand, path, checkpoint))
+            self.config = parser.parse_args([*argv[:at], "--config", defaults, *argv[at:]])
+            config = self.config[subcommand]
         config.ckpt_path = str(path)
+        self._check_against(subcommand, path, checkpoint, config)
         if subcommand == "fit":
-            self._check_same_data(path, checkpoint, config)
             self.next_epoch = next_epoch(checkpoint)
-        version = run_version_of(path)
-        if version is not None and path.resolve().parents[2] == runs_dir(root).resolve():
-            self.run_version = version
+        run = run_of(path)
+        if run is not None and Path(config.trainer.default_root_dir or os.getcwd()).resolve() == run[0]:
+            self.run_version = run[1]
         print(f"linlight: using checkpoint {path}", file=sys.stderr)
 
     @staticmethod
-    def _check_same_data(path: Path, checkpoint: dict, config: Any) -> None:
+    def _checkpoint_defaults(subcommand: str, path: Path, checkpoint: dict) -> dict[str, Any]:
+        """The settings a checkpoint was made with: its run's config when resuming, else its model and data."""
+        defaults: dict[str, Any] = {}
+        run = run_of(path)
+        if run is not None:
+            if subcommand == "fit":
+                saved = run_config(run[0], run[1])
+                defaults = {k: v for k, v in (saved or {}).items() if k not in ("ckpt_path", "weights_only")}
+            defaults.setdefault("trainer", {})["default_root_dir"] = str(run[0])
+        for section, key in (("model", "hyper_parameters"), ("data", "datamodule_hyper_parameters")):
+            saved = {k: v for k, v in checkpoint.get(key, {}).items() if not k.startswith("_")}
+            defaults[section] = {**defaults.get(section, {}), **saved}
+        return defaults
+
+    def _check_against(self, subcommand: str, path: Path, checkpoint: dict, config: Any) -> None:
+        """Refuse settings the checkpoint's weights cannot take; say what differs from training."""
+        arch = checkpoint.get("hyper_parameters", {}).get("arch")
+        if arch is not None and config.model.arch != arch:
+            raise CheckpointError(f"{path} holds weights of model.arch={arch!r}, not {config.model.arch!r}")
+        if subcommand == "predict":  # predictions depend on the weights and the given x only
+            return
         saved = checkpoint.get("datamodule_hyper_parameters", {})
         now = config.data.as_dict()
-        changed = {k: (v, now.get(k)) for k, v in saved.items() if k in now and now.get(k) != v}
-        if changed:
-            diffs = ", ".join(f"data.{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
-            raise CheckpointError(
-                f"{path} was trained with {diffs}; resume with the same data settings, or start a new run"
-            )
+        self.data_differs = {k: (v, now[k]) for k, v in saved.items() if k in now and now[k] != v}
+        if not self.data_differs:
+            return
+        diffs = ", ".join(f"data.{k}={new!r} (trained with {old!r})" for k, (old, new) in self.data_differs.items())
+        if subcommand == "fit":
+            raise CheckpointError(f"{path} was trained on other data: {diffs}; resume with the data it was "
+                                  "trained on (leave the data settings out), or start a new run")
+        print(f"linlight: {subcommand} on other data than training: {diffs}; the results are printed, "
+              "not written to the run", file=sys.stderr)
+
+    def _parse_ckpt_path(self) -> None:
+        """Done in ``parse_arguments``: Lightning's version would override explicit settings with the checkpoint's
+        hyperparameters (``--model.lr`` on a resume), and load the file without linlight's checks."""
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer")
         callbacks = list(config.get("callbacks") or [])
         if self.subcommand == "fit":
-            callbacks.append(GracefulStop())
+            callbacks.append(GracefulStop(self.program))
+            if self.plots and not any(isinstance(c, Plots) for c in callbacks):
+                callbacks.append(Plots())
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(EpochProgressBar())
         kwargs["callbacks"] = callbacks
@@ -150,16 +206,25 @@ class LinlightCLI(LightningCLI):
         if config.get("logger") in (None, True):
             kwargs["logger"] = self._logger(config)
         trainer = super().instantiate_trainer(**kwargs)
-        if self.subcommand != "predict":  # every callback costs a call at every hook of every batch
-            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, PredictionWriter)]
+        # every callback costs a call at every hook of every batch: keep the ones this subcommand uses
+        unused = (RunCheckpoint,) if self.subcommand == "predict" else (PredictionWriter,)
+        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unused)]
+        if isinstance(trainer.checkpoint_callback, RunCheckpoint):
+            trainer.checkpoint_callback.resuming = self.subcommand == "fit" and self.run_version is not None
         return trainer
 
-    def _logger(self, config: dict[str, Any]) -> TensorBoardLogger | bool:
-        """Lightning's default TensorBoard logger, writing into a claimed (or the resumed) run folder."""
-        if self.subcommand == "predict":
+    def _logger(self, config: dict[str, Any]) -> RunLogger | bool:
+        """Lightning's TensorBoard logger, writing into a claimed (or the resumed or tested) run folder.
+
+        ``validate`` writes nothing (the run's ``val/*`` curves hold those values already), ``predict`` neither;
+        ``test`` writes into the tested run, unless it runs on other data or on a checkpoint of no run.
+        """
+        if self.subcommand in ("validate", "predict"):
             return False
         root = config.get("default_root_dir") or os.getcwd()
         version = self.run_version
+        if self.subcommand == "test" and (version is None or self.data_differs):
+            return False
         if version is None:
             if not is_primary_process():  # a DDP worker: the launching process chose the folder
                 version = int(os.environ[VERSION_ENV]) if VERSION_ENV in os.environ else None
@@ -168,24 +233,15 @@ class LinlightCLI(LightningCLI):
         if version is not None and is_primary_process():
             os.environ[VERSION_ENV] = str(version)
         purge_step = self.next_epoch if self.subcommand == "fit" else None
-        return TensorBoardLogger(root, name="lightning_logs", version=version, default_hp_metric=False,
-                                 purge_step=purge_step)
+        return RunLogger(root, name="lightning_logs", version=version, default_hp_metric=False, purge_step=purge_step)
 
     def after_fit(self) -> None:
         stop = next((c for c in self.trainer.callbacks if isinstance(c, GracefulStop)), None)
-        if stop is not None and stop.signum is not None:
-            raise Stopped(stop.signum, self.trainer)
-
-
-class Stopped(Exception):
-    """A run stopped cleanly by a signal, with its checkpoint saved."""
-
-    def __init__(self, signum: int, trainer: Trainer) -> None:
-        self.signum = signum
-        super().__init__(
-            f"stopped after {trainer.current_epoch} epochs on {signal.Signals(signum).name}; last.ckpt saved in "
-            f"{trainer.checkpoint_callback.dirpath}; continue with: linlight fit --ckpt_path last (same arguments)"
-        )
+        if stop is not None:
+            stop.raise_if_stopped(self.trainer)
+        lines = fit_summary(self.trainer, self.model, self.program)  # every process: log_dir is a broadcast
+        if self.summary and self.trainer.is_global_zero:
+            print("\n".join(["", *lines]))
 
 
 class _NoAdvert(logging.Filter):
@@ -202,16 +258,16 @@ def user_errors() -> Iterator[None]:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
     try:
         yield
-    except Stopped as e:
-        print(f"linlight: {e}", file=sys.stderr)
-        sys.exit(128 + e.signum)
     except LinlightError as e:
-        print(f"linlight: error: {e}", file=sys.stderr)
-        sys.exit(1)
+        print(f"linlight: {e.prefix}{e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save
+        print("linlight: interrupted (Ctrl-C) before training started; nothing was trained", file=sys.stderr)
+        sys.exit(130)
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``linlight`` console script."""
+    """Entry point of the ``linlight`` command (see ``linlight/__main__.py``)."""
     with user_errors():
         LinlightCLI(args=args)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from linlight.errors import ConfigError
 
@@ -206,11 +207,12 @@ class LineDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> TensorBatches:
         return self._batches(*self.test_data, shuffle=False)
 
-    def predict_dataloader(self) -> TensorBatches:
+    def predict_dataloader(self) -> DataLoader:
+        """A ``DataLoader``, once per run: through its sampler Lightning tells prediction writers which x is whose."""
         if self.predict_csv is not None:
             x = read_x_csv(self.predict_csv)
         elif self.predict_x:
             x = torch.tensor(self.predict_x, dtype=torch.float).unsqueeze(1)
         else:
             raise ConfigError("nothing to predict: give --data.predict_x '[0.1, 0.5]' or --data.predict_csv FILE")
-        return TensorBatches(x.to(self.x.device), None, EpochSampler(len(x), None, False, 0))
+        return DataLoader(TensorDataset(x), batch_size=len(x))

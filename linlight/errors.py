@@ -4,6 +4,9 @@
 class LinlightError(Exception):
     """An error the user can act on (a bad setting, file or checkpoint)."""
 
+    exit_code = 1
+    prefix = "error: "
+
 
 class ConfigError(LinlightError, ValueError):
     """An impossible setting, caught before any work starts."""
@@ -15,3 +18,20 @@ class CheckpointError(LinlightError):
 
 class DivergedError(LinlightError):
     """Training produced a non-finite loss."""
+
+
+class Stopped(LinlightError):
+    """A run stopped cleanly by a signal (Ctrl-C, SIGTERM) after saving ``last.ckpt``."""
+
+    prefix = ""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class Interrupted(LinlightError):
+    """Ctrl-C that stops at once: while starting, or a second one during training."""
+
+    exit_code = 130
+    prefix = ""

@@ -1,12 +1,12 @@
 """The LightningModule: a tutorial model (``linlight.models``) with its L1 loss, SGD optimizer and logging.
 
-One shared step serves train, validation and test. Once per epoch each stage logs ``{stage}/loss``;
-validation and test also log torchmetrics' MAE, MSE and R² as ``{stage}/mae``, ``{stage}/mse``,
-``{stage}/r2``. Training also logs what the model learned: ``params/weight`` and ``params/bias`` beside
-the line's ``params/true_weight`` and ``params/true_bias``, and their absolute errors
+One shared step serves train, validation and test. Once per epoch of ``fit`` it logs the loss curves
+``loss/train`` and ``loss/val`` (the tutorial's test loss), torchmetrics' MAE, MSE and R² on the
+validation split as ``val/mae``, ``val/mse``, ``val/r2``, and what the model learned: ``params/weight`` and
+``params/bias`` beside the line's ``params/weight_true`` and ``params/bias_true``, and their absolute errors
 ``params/weight_error`` and ``params/bias_error``. The TensorBoard step of all these scalars is the epoch.
-At the end of ``fit`` the hyperparameters go to TensorBoard's HPARAMS tab with the final values
-(``hparams/...``).
+``validate`` and ``test`` report ``{stage}/loss``, ``{stage}/mae``, ... once, at the step of the epoch the
+evaluated weights come from. Why these tags: ``linlight/board.py``.
 
 Why not ``self.log`` in the step: Lightning's ``self.log`` costs about 0.7 ms a call (its result
 collection moves itself to the device on every call), more than a whole epoch of this model. So the step
@@ -25,23 +25,14 @@ import math
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
+from linlight.board import RunLogger
+from linlight.checkpoints import next_epoch
 from linlight.errors import ConfigError, DivergedError
 from linlight.models import Arch, build_model
-
-# TensorBoard's CUSTOM SCALARS tab: the learned line against the true one, in one chart each.
-CUSTOM_SCALARS = {
-    "learned vs true line": {
-        "weight": ["Multiline", ["params/weight", "params/true_weight"]],
-        "bias": ["Multiline", ["params/bias", "params/true_bias"]],
-        "absolute error": ["Multiline", ["params/weight_error", "params/bias_error"]],
-    }
-}
-
 
 class LitLinearRegression(pl.LightningModule):
     """Fits ``y = weight * x + bias`` with the tutorial's loss (``nn.L1Loss``) and optimizer (SGD).
@@ -67,6 +58,7 @@ class LitLinearRegression(pl.LightningModule):
         self._loss_sums: dict[str, list[torch.Tensor]] = {}  # per stage: loss * batch size, per step
         self._counts: dict[str, int] = {}
         self.epoch_metrics: dict[str, float] = {}
+        self.trained_epochs = 0  # how many epochs the weights have seen: the step of evaluation results
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -80,8 +72,9 @@ class LitLinearRegression(pl.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "test")
 
-    def predict_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        return self(batch)
+    def predict_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        (x,) = batch
+        return self(x)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
@@ -103,8 +96,10 @@ class LitLinearRegression(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
 
     def on_fit_start(self) -> None:
-        if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
-            self.logger.experiment.add_custom_scalars(CUSTOM_SCALARS)
+        if isinstance(self.logger, RunLogger) and self.trainer.is_global_zero:
+            datamodule = self.trainer.datamodule
+            settings = {**self.hparams, **(datamodule.hparams if datamodule is not None else {})}
+            self.logger.describe_run({k: v for k, v in settings.items() if not k.startswith("_")})
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
@@ -133,7 +128,8 @@ class LitLinearRegression(pl.LightningModule):
         count = torch.tensor(float(self._counts.pop(stage)), dtype=torch.float64, device=total.device)
         if self.trainer.world_size > 1:  # every process saw an equal share: sum over all of them
             total, count = (self.trainer.strategy.reduce(t, reduce_op="sum") for t in (total, count))
-        values = {f"{stage}/loss": (total / count).float()}
+        fitting = self.trainer.state.fn == TrainerFn.FITTING
+        values = {f"loss/{stage}" if fitting else f"{stage}/loss": (total / count).float()}  # see linlight.board
         if stage == "train":
             values.update(self._learned_line())
         else:
@@ -150,18 +146,15 @@ class LitLinearRegression(pl.LightningModule):
         h = datamodule.hparams
         true_w, true_b = (torch.tensor(v, device=weight.device) for v in (h.weight, h.bias))
         return {
-            "params/weight": weight, "params/bias": bias, "params/true_weight": true_w, "params/true_bias": true_b,
+            "params/weight": weight, "params/bias": bias, "params/weight_true": true_w, "params/bias_true": true_b,
             "params/weight_error": (weight - true_w).abs(), "params/bias_error": (bias - true_b).abs(),
         }
 
-    def on_fit_end(self) -> None:
-        if self.logger is None or self.trainer.interrupted:
-            return
-        final = {f"hparams/{k.replace('/', '_')}": v for k, v in self.epoch_metrics.items() if "true" not in k}
-        datamodule = self.trainer.datamodule
-        hparams = {**self.hparams, **(datamodule.hparams if datamodule is not None else {})}
-        hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}  # not LightningCLI's internals
-        self.logger.log_hyperparams(hparams, metrics=final, step=self.current_epoch)
+    def on_train_end(self) -> None:
+        self.trained_epochs = self.trainer.current_epoch
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.trained_epochs = next_epoch(checkpoint)
 
     def publish(self, values: dict[str, torch.Tensor]) -> None:
         """Log scalars at step = epoch and expose them as ``trainer.callback_metrics``.
@@ -171,6 +164,8 @@ class LitLinearRegression(pl.LightningModule):
         """
         values = {k: v.detach() for k, v in values.items()}
         if self.trainer.state.fn != TrainerFn.FITTING:
+            # "step" is Lightning's documented x-axis key: the epoch the evaluated weights come from
+            values["step"] = torch.tensor(float(max(self.trained_epochs - 1, 0)))
             self.log_dict(values, sync_dist=True)  # already global: averaging equal values changes nothing
             return
         self.trainer.callback_metrics.update(values)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from linlight.errors import ConfigError, LinlightError
 
@@ -63,10 +66,27 @@ def find_checkpoint(root: str | Path, which: str) -> Path:
     )
 
 
-def run_version_of(ckpt: Path) -> int | None:
-    """N if ``ckpt`` lies in ``.../lightning_logs/version_N/checkpoints/``, else None."""
-    m = re.fullmatch(r"version_(\d+)", ckpt.resolve().parent.parent.name)
-    return int(m.group(1)) if m and ckpt.resolve().parent.name == "checkpoints" else None
+def run_of(ckpt: Path) -> tuple[Path, int] | None:
+    """``(root, N)`` if ``ckpt`` lies in ``<root>/lightning_logs/version_N/checkpoints/``, else None."""
+    path = Path(ckpt).resolve()
+    m = re.fullmatch(r"version_(\d+)", path.parent.parent.name)
+    if m and path.parent.name == "checkpoints" and path.parents[2].name == "lightning_logs":
+        return path.parents[3], int(m.group(1))
+    return None
+
+
+def run_config(root: str | Path, version: int) -> dict[str, Any] | None:
+    """The settings a run was trained with (its saved ``config.yaml``), or None if it has none."""
+    path = runs_dir(root) / f"version_{version}" / "config.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read the run's settings {path}: {e}") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"cannot read the run's settings {path}: not a linlight config")
+    return saved
 
 
 def is_primary_process() -> bool:

@@ -33,7 +33,7 @@ def test_print_config_shows_the_reference_defaults(tmp_path):
     assert config["model"] == {"arch": "v2", "lr": 0.01}
     assert config["data"]["step"] == 0.02 and config["data"]["batch_size"] is None
     assert config["trainer"]["max_epochs"] == 1000 and config["trainer"]["accelerator"] == "auto"
-    assert config["checkpoint"]["save_last"] is True and config["checkpoint"]["monitor"] == "val/loss"
+    assert config["checkpoint"]["save_last"] is True and config["checkpoint"]["monitor"] == "loss/val"
     overridden = yaml.safe_load(linlight("fit", "--model.lr", "0.1", "--data.step", "0.01",
                                          "--trainer.max_epochs", "50", "--print_config", cwd=tmp_path).stdout)
     assert overridden["model"]["lr"] == 0.1 and overridden["data"]["step"] == 0.01
@@ -45,7 +45,7 @@ def test_overrides_reach_the_run(tmp_path):
              "--trainer.accelerator", "cpu", *FAST, cwd=tmp_path)
     truth = plain_loop(lr=0.05, step=0.01, epochs=30)
     logged = scalars(run_dir(tmp_path))
-    assert [v for _, v in logged["train/loss"]] == truth.train_losses
+    assert [v for _, v in logged["loss/train"]] == truth.train_losses
     saved = yaml.safe_load((run_dir(tmp_path) / "config.yaml").read_text())
     assert saved["model"]["lr"] == 0.05 and saved["data"]["step"] == 0.01
     ckpt = load_ckpt(run_dir(tmp_path) / "checkpoints" / "last.ckpt")
@@ -59,7 +59,7 @@ def test_every_shipped_config_runs_from_a_clone(config, tmp_path):
     linlight("fit", "--config", f"linlight/configs/{config}", "--trainer.default_root_dir", str(root),
              "--trainer.max_epochs", "5", "--trainer.accelerator", "cpu", *FAST, cwd=REPO)
     assert (run_dir(root) / "checkpoints" / "last.ckpt").is_file()
-    assert len(scalars(run_dir(root))["train/loss"]) == 5
+    assert len(scalars(run_dir(root))["loss/train"]) == 5
 
 
 def test_run_folder_contents_and_checkpoints(tmp_path):
@@ -75,7 +75,7 @@ def test_run_folder_contents_and_checkpoints(tmp_path):
     assert torch.equal(last["state_dict"]["model.linear_layer.weight"], truth.state["weight"])
     best = load_ckpt(next((run / "checkpoints").glob("best-*.ckpt")))
     assert best["callbacks"]  # a full Lightning checkpoint
-    val = dict(scalars(run)["val/loss"])
+    val = dict(scalars(run)["loss/val"])
     best_epoch = int(next((run / "checkpoints").glob("best-*.ckpt")).stem.split("=")[1])
     assert val[best_epoch] == min(val[e] for e in (99, 199))  # best of the epochs checkpointed
 
@@ -87,9 +87,9 @@ def test_resume_last_continues_the_same_run(tmp_path):
     assert not run_dir(tmp_path, 1).exists()  # no new run folder
     logged = scalars(run_dir(tmp_path))
     truth = plain_loop(epochs=300)
-    assert [s for s, _ in logged["train/loss"]] == list(range(300))  # each epoch once
-    assert [v for _, v in logged["train/loss"]] == truth.train_losses
-    assert [v for _, v in logged["val/loss"]] == truth.test_losses
+    assert [s for s, _ in logged["loss/train"]] == list(range(300))  # each epoch once
+    assert [v for _, v in logged["loss/train"]] == truth.train_losses
+    assert [v for _, v in logged["loss/val"]] == truth.test_losses
     last = load_ckpt(run_dir(tmp_path) / "checkpoints" / "last.ckpt")
     assert torch.equal(last["state_dict"]["model.linear_layer.bias"], truth.state["bias"])
 
@@ -103,7 +103,7 @@ def test_resume_from_a_path(tmp_path):
     last = load_ckpt(run_dir(tmp_path, 1) / "checkpoints" / "last.ckpt")
     assert last["epoch"] == 150
     assert torch.equal(last["state_dict"]["model.linear_layer.weight"], plain_loop(epochs=150).state["weight"])
-    assert [s for s, _ in scalars(run_dir(tmp_path, 1))["train/loss"]] == list(range(100, 150))
+    assert [s for s, _ in scalars(run_dir(tmp_path, 1))["loss/train"]] == list(range(100, 150))
 
 
 def test_resume_last_without_any_run_is_an_error(tmp_path):

@@ -110,12 +110,12 @@ def test_impossible_settings_are_refused(kwargs, words):
 def test_predict_inputs(tmp_path):
     dm = LineDataModule(predict_x=[0.5, 2.0])
     dm.setup("predict")
-    assert torch.equal(next(iter(dm.predict_dataloader())), torch.tensor([[0.5], [2.0]]))
+    assert torch.equal(next(iter(dm.predict_dataloader()))[0], torch.tensor([[0.5], [2.0]]))
     csv = tmp_path / "x.csv"
     csv.write_text("x\n0.25\n-1\n")
     dm = LineDataModule(predict_csv=csv)
     dm.setup("predict")
-    assert torch.equal(next(iter(dm.predict_dataloader())), torch.tensor([[0.25], [-1.0]]))
+    assert torch.equal(next(iter(dm.predict_dataloader()))[0], torch.tensor([[0.25], [-1.0]]))
     csv.write_text("x\nabc\n")
     with pytest.raises(ConfigError, match="one number per row"):
         dm.predict_dataloader()

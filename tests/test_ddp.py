@@ -22,10 +22,10 @@ def probe(out):
 
 def assert_close_to(run, truth, tol=1e-6):
     logged = scalars(run)
-    assert [s for s, _ in logged["train/loss"]] == list(range(len(truth.train_losses)))
-    for (_, got), want in zip(logged["train/loss"], truth.train_losses):
+    assert [s for s, _ in logged["loss/train"]] == list(range(len(truth.train_losses)))
+    for (_, got), want in zip(logged["loss/train"], truth.train_losses):
         assert abs(got - want) <= tol
-    for (_, got), want in zip(logged["val/loss"], truth.test_losses):
+    for (_, got), want in zip(logged["loss/val"], truth.test_losses):
         assert abs(got - want) <= tol
     state = load_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]
     for key, want in zip(("model.linear_layer.weight", "model.linear_layer.bias"), truth.state.values()):

@@ -17,10 +17,10 @@ EXPERIMENTS = {
 
 def check_run(directory, truth, test_every=1):
     logged = scalars(directory)
-    train = logged["train/loss"]
+    train = logged["loss/train"]
     assert [s for s, _ in train] == list(range(len(truth.train_losses)))  # one value per epoch, step = epoch
     assert [v for _, v in train] == truth.train_losses
-    val = logged["val/loss"]
+    val = logged["loss/val"]
     assert [s for s, _ in val] == list(range(test_every - 1, len(truth.train_losses), test_every))
     assert [v for _, v in val] == truth.test_losses
     state = load_ckpt(directory / "checkpoints" / "last.ckpt")["state_dict"]

@@ -33,15 +33,15 @@ def trained(tmp_path_factory):
 def test_tensorboard_has_every_tag_with_one_point_per_epoch(trained):
     _, run, _ = trained
     logged = scalars(run)
-    per_epoch = ["train/loss", "val/loss", "val/mae", "val/mse", "val/r2", "params/weight", "params/bias",
-                 "params/true_weight", "params/true_bias", "params/weight_error", "params/bias_error"]
+    per_epoch = ["loss/train", "loss/val", "val/mae", "val/mse", "val/r2", "params/weight", "params/bias",
+                 "params/weight_true", "params/bias_true", "params/weight_error", "params/bias_error"]
     for tag in per_epoch:
         assert [s for s, _ in logged[tag]] == list(range(EPOCHS)), tag
-    for tag in ("test/loss", "test/mae", "test/mse", "test/r2", "hparams/val_loss", "hparams/params_weight_error"):
+    for tag in ("test/loss", "test/mae", "test/mse", "test/r2"):
         assert len(logged[tag]) == 1, tag
-    assert all(v == pytest.approx(0.7) for _, v in logged["params/true_weight"])
+    assert all(v == pytest.approx(0.7) for _, v in logged["params/weight_true"])
     truth = plain_loop(epochs=EPOCHS)
-    assert [v for _, v in logged["train/loss"]] == truth.train_losses
+    assert [v for _, v in logged["loss/train"]] == truth.train_losses
     assert [v for _, v in logged["val/mae"]] == pytest.approx(truth.test_losses, abs=1e-7)  # MAE is the L1 loss
     # the learned-parameter curve ends at the checkpoint's weights
     state = load_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]
@@ -55,7 +55,7 @@ def test_tensorboard_has_every_tag_with_one_point_per_epoch(trained):
     images = EventAccumulator(str(run), size_guidance={"images": 0})
     images.Reload()
     steps = [e.step for e in images.Images("predictions")]
-    assert steps == [*range(0, EPOCHS, EPOCHS // 10), EPOCHS]  # the slider: the line being learned
+    assert steps == [0, 1, 2, 5, 10, 20, 50, 100, EPOCHS]  # the slider: the line being learned, from the start
     assert len(images.Images("loss_curves")) == 1
     hparams = images.PluginTagToContent("hparams")  # the HPARAMS tab: settings and final values
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
@@ -91,11 +91,11 @@ def test_exported_model_predicts_like_the_checkpoint(trained):
 def test_summary_matches_the_checkpoint(trained):
     _, run, out = trained
     state = load_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]
-    learned = dict(re.findall(r"^\s+(weight|bias)\s+true \S+\s+learned (\S+)", out, re.M))
+    learned = dict(re.findall(r"^\s+(weight|bias)\s+learned (\S+)", out, re.M))
     assert float(learned["weight"]) == round(state["model.linear_layer.weight"].item(), 4)
     assert float(learned["bias"]) == round(state["model.linear_layer.bias"].item(), 4)
-    test_mae = float(re.search(r"mae (\S+)", out).group(1))
-    assert test_mae == pytest.approx(scalars(run)["test/mae"][0][1], rel=1e-5)
+    test_mae = float(re.search(r"test/mae (\S+)", out).group(1))
+    assert test_mae == pytest.approx(scalars(run)["test/mae"][0][1], rel=1e-3)
     assert f"tensorboard --logdir {run.parent}" in out
     for name in ("last.ckpt", "predictions.png", "loss_curves.png", "model.pth", "model.onnx"):
         assert name in out
@@ -136,14 +136,14 @@ def test_tensorboard_serves_the_run(trained):
         while True:
             try:
                 tags = get_json(f"{base}/scalars/tags")
-                if "version_0" in tags and "train/loss" in tags["version_0"]:
+                if "version_0" in tags and "loss/train" in tags["version_0"]:
                     break
             except OSError:
                 pass
             assert time.monotonic() < deadline, "tensorboard did not serve the run"
             time.sleep(0.5)
-        assert {"val/loss", "params/weight", "test/mae"} <= set(tags["version_0"])
-        series = get_json(f"{base}/scalars/scalars?run=version_0&tag=train/loss")
+        assert {"loss/val", "params/weight", "test/mae"} <= set(tags["version_0"])
+        series = get_json(f"{base}/scalars/scalars?run=version_0&tag=loss/train")
         assert len(series) == EPOCHS and series[0][1] == 0  # [wall_time, step, value]
         images = get_json(f"{base}/images/tags")
         assert {"predictions", "loss_curves"} <= set(images["version_0"])

@@ -32,7 +32,7 @@ def wait_for(path, proc, timeout=120):
 
 def curves(run):
     logged = scalars(run)
-    return {tag: logged[tag] for tag in ("train/loss", "val/loss", "params/weight")}
+    return {tag: logged[tag] for tag in ("loss/train", "loss/val", "params/weight")}
 
 
 def assert_same_run(run, reference_run, epochs):
@@ -94,9 +94,9 @@ def test_signal_stops_cleanly_and_resumes_exactly(tmp_path, sig):
     linlight("fit", "--ckpt_path", "last", "--trainer.max_epochs", str(epochs), *FAST, cwd=tmp_path)
     truth = plain_loop(epochs=epochs)
     logged = scalars(run_dir(tmp_path))
-    assert [s for s, _ in logged["train/loss"]] == list(range(epochs))
-    assert [v for _, v in logged["train/loss"]] == truth.train_losses
-    assert [v for _, v in logged["val/loss"]] == truth.test_losses
+    assert [s for s, _ in logged["loss/train"]] == list(range(epochs))
+    assert [v for _, v in logged["loss/train"]] == truth.train_losses
+    assert [v for _, v in logged["loss/val"]] == truth.test_losses
     last = load_ckpt(run_dir(tmp_path) / "checkpoints" / "last.ckpt")["state_dict"]
     assert torch.equal(last["model.linear_layer.weight"], truth.state["weight"])
 
@@ -110,7 +110,7 @@ def test_concurrent_runs_get_separate_folders(tmp_path):
     for version in (0, 1):
         run = run_dir(tmp_path, version)
         assert len(list(run.glob("events.out.tfevents.*"))) == 1
-        assert [v for _, v in scalars(run)["train/loss"]] == truth.train_losses
+        assert [v for _, v in scalars(run)["loss/train"]] == truth.train_losses
         assert load_ckpt(run / "checkpoints" / "last.ckpt")["epoch"] == 40
         assert (run / "config.yaml").is_file()
     assert sorted(os.listdir(tmp_path / "lightning_logs")) == ["version_0", "version_1"]

@@ -1,0 +1,56 @@
+"""What TensorBoard shows of a run: the tags, the custom-scalars layout and the HPARAMS record.
+
+TensorBoard groups tags by the part before the first ``/``, sorts the groups by name and opens the first
+two (TIME SERIES and SCALARS alike; the rest start collapsed). linlight's tags are laid out for that:
+
+- ``loss/train``, ``loss/val``: the tutorial's loss curves (its "test loss" is ``loss/val``), every epoch;
+- ``params/weight``, ``params/bias`` beside the true line's ``params/weight_true``, ``params/bias_true``
+  and their absolute errors ``params/weight_error``, ``params/bias_error``, every epoch;
+- ``val/mae``, ``val/mse``, ``val/r2``: torchmetrics on the validation split, every epoch (collapsed);
+- ``test/loss``, ``test/mae``, ``test/mse``, ``test/r2``: one point per ``linlight test``, at the epoch the
+  tested weights come from (collapsed, so no single-point chart is in the view TensorBoard opens on).
+
+So the first two groups are ``loss`` and ``params``: the curves and the learned line, without scrolling.
+The step of every scalar is the epoch. HPARAMS reads the last value of the per-epoch tags it is pointed at
+(``HPARAMS_METRICS``), so no extra single-point ``hparams/...`` scalars are written. CUSTOM SCALARS draws
+the two losses in one chart and learned against true in one chart each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.tensorboard.summary import hparams
+
+# The tags of the HPARAMS table's metric columns: the same in every run, since TensorBoard takes the
+# columns from the first run it finds.
+HPARAMS_METRICS = ("loss/val", "loss/train", "val/r2", "params/weight_error", "params/bias_error")
+
+# TensorBoard's CUSTOM SCALARS tab. Its tags are regular expressions matched at the start of a tag
+# (re.match), so each is anchored at the end too, to draw exactly the tag named.
+CUSTOM_SCALARS = {
+    "linlight": {
+        "loss (train, val)": ["Multiline", ["^loss/train$", "^loss/val$"]],
+        "weight (learned, true)": ["Multiline", ["^params/weight$", "^params/weight_true$"]],
+        "bias (learned, true)": ["Multiline", ["^params/bias$", "^params/bias_true$"]],
+        "absolute error (weight, bias)": ["Multiline", ["^params/weight_error$", "^params/bias_error$"]],
+    }
+}
+
+
+class RunLogger(TensorBoardLogger):
+    """Lightning's TensorBoard logger for a linlight run folder, with the run's layout and HPARAMS record."""
+
+    def describe_run(self, params: dict[str, Any]) -> None:
+        """Write the custom-scalars layout and the HPARAMS record of the run (its settings and metric tags).
+
+        Lightning's ``log_hyperparams(params, metrics)`` would also log each metric once more as a scalar;
+        the HPARAMS plugin reads the metric tags' own last values, so only the summaries are written.
+        """
+        writer = self.experiment
+        writer.add_custom_scalars(CUSTOM_SCALARS)
+        plain = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+        for summary in hparams(plain, dict.fromkeys(HPARAMS_METRICS, 0.0)):
+            writer._get_file_writer().add_summary(summary)
+        writer.flush()

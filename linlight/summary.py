@@ -1,0 +1,67 @@
+"""What linlight tells a person after a run: where everything is, and the commands to go on from there.
+
+Every command it prints runs as printed in a new shell, from any folder: programs are named by their full
+path in this Python environment (no activated virtual environment needed), files by absolute paths, and
+words are quoted for the shell. ``linlight fit`` ends with ``fit_summary``; ``scripts/train.py`` adds its
+test results, plots and exports to the same lines.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import sysconfig
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning.pytorch as pl
+
+
+def shell(words: Sequence[str | Path]) -> str:
+    """One command line, quoted for a POSIX shell."""
+    return shlex.join(str(w) for w in words)
+
+
+def tool(name: str, module: str) -> list[str]:
+    """A console script of this environment by its full path, else ``python -m module``."""
+    script = Path(sysconfig.get_path("scripts")) / name
+    return [str(script)] if script.is_file() else [sys.executable, "-m", module]
+
+
+def linlight_fit() -> list[str]:
+    """The words that start ``linlight fit`` in this environment from any shell."""
+    return [*tool("linlight", "linlight"), "fit"]
+
+
+def tensorboard_command(logdir: str | Path) -> str:
+    return shell([*tool("tensorboard", "tensorboard.main"), "--logdir", Path(logdir).resolve()])
+
+
+def resume_command(program: Sequence[str], checkpoint: str | Path, *extra: str) -> str:
+    """The command that continues the run ``checkpoint`` belongs to, with that run's own settings."""
+    return shell([*program, "--ckpt_path", Path(checkpoint).resolve(), *extra])
+
+
+def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequence[str]) -> list[str]:
+    """The lines ``linlight fit`` prints at the end: what was learned, where it is, what to run next."""
+    metrics = module.epoch_metrics
+    run = Path(trainer.log_dir).resolve()
+    ckpt = trainer.checkpoint_callback
+    epochs = trainer.current_epoch
+    losses = "  ".join(f"{k} {metrics[k]:.4g}" for k in ("loss/train", "loss/val") if k in metrics)
+    lines = [f"linlight: trained {type(module.model).__name__} for {epochs} epochs   {losses}"]
+    for name in ("weight", "bias"):
+        learned, true = metrics.get(f"params/{name}"), metrics.get(f"params/{name}_true")
+        if learned is not None:
+            versus = f"   true {true:.4f}   error {abs(learned - true):.4f}" if true is not None else ""
+            lines.append(f"  {name:<12} learned {learned:.4f}{versus}")
+    if ckpt is not None and ckpt.last_model_path:
+        best = f"   (loss/val {ckpt.best_model_score.item():.4g})" if ckpt.best_model_score is not None else ""
+        lines += [f"  last         {Path(ckpt.last_model_path).resolve()}",
+                  f"  best         {Path(ckpt.best_model_path).resolve() if ckpt.best_model_path else 'none'}{best}"]
+    lines += [f"  run          {run}",
+              f"  TensorBoard  {tensorboard_command(run.parent)}"]
+    if ckpt is not None and ckpt.last_model_path:
+        more = str(max(2 * epochs, epochs + 1))
+        lines.append(f"  train more   {resume_command(program, ckpt.last_model_path, '--trainer.max_epochs', more)}")
+    return lines
