@@ -8,7 +8,8 @@ two (TIME SERIES and SCALARS alike; the rest start collapsed). linlight's tags a
   and their absolute errors ``params/weight_error``, ``params/bias_error``, every epoch;
 - ``val/mae``, ``val/mse``, ``val/r2``: torchmetrics on the validation split, every epoch (collapsed);
 - ``test/loss``, ``test/mae``, ``test/mse``, ``test/r2``: one point per ``linlight test``, at the epoch the
-  tested weights come from (collapsed, so no single-point chart is in the view TensorBoard opens on).
+  tested weights come from (collapsed, so no single-point chart is in the view TensorBoard opens on);
+- images (``linlight.plotting.Plots``) in ``plots/``, which sorts after ``params``.
 
 So the first two groups are ``loss`` and ``params``: the curves and the learned line, without scrolling.
 The step of every scalar is the epoch. HPARAMS reads the last value of the per-epoch tags it is pointed at
@@ -31,9 +32,9 @@ HPARAMS_METRICS = ("loss/val", "loss/train", "val/r2", "params/weight_error", "p
 # (re.match), so each is anchored at the end too, to draw exactly the tag named.
 CUSTOM_SCALARS = {
     "linlight": {
-        "loss (train, val)": ["Multiline", ["^loss/train$", "^loss/val$"]],
-        "weight (learned, true)": ["Multiline", ["^params/weight$", "^params/weight_true$"]],
-        "bias (learned, true)": ["Multiline", ["^params/bias$", "^params/bias_true$"]],
+        "loss: train and val": ["Multiline", ["^loss/train$", "^loss/val$"]],
+        "weight: learned, and true (the flat line)": ["Multiline", ["^params/weight$", "^params/weight_true$"]],
+        "bias: learned, and true (the flat line)": ["Multiline", ["^params/bias$", "^params/bias_true$"]],
         "absolute error (weight, bias)": ["Multiline", ["^params/weight_error$", "^params/bias_error$"]],
     }
 }

@@ -69,7 +69,8 @@ class LinlightParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse is trying alternatives: let it
             super().error(message, ex)
-        sys.stderr.write(f"linlight: error: {' '.join(message.split())} (see: linlight --help)\n")
+        command = self.prog.replace(" [options]", "")  # "linlight fit" in a subcommand's parser
+        sys.stderr.write(f"linlight: error: {' '.join(message.split())} (see: {command} --help)\n")
         sys.exit(2)
 
 
@@ -111,7 +112,8 @@ class LinlightCLI(LightningCLI):
             trainer_defaults={"max_epochs": 1000, "log_every_n_steps": 1, "enable_model_summary": False},
             auto_configure_optimizers=False,  # the optimizer is the tutorial's SGD, set by --model.lr
             # a mistyped option is an error, never a silently accepted abbreviation of another one
-            parser_kwargs={"description": "Learn a straight line, the Lightning way.", "allow_abbrev": False},
+            parser_kwargs={"prog": "linlight", "description": "Learn a straight line, the Lightning way.",
+                           "allow_abbrev": False},
             parser_class=LinlightParser,
             args=args,
             run=run,

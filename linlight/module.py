@@ -50,9 +50,11 @@ class LitLinearRegression(pl.LightningModule):
         self.model = build_model(arch)
         self.loss_fn = nn.L1Loss()
         # compute_groups=False: the three metrics share no state, so grouping only adds checks to every update
+        # float64 states and inputs: R² subtracts sums of squares of nearly equal size, and in float32 loses
+        # four digits on the tutorial's lines
         metrics = MetricCollection(
             {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}, compute_groups=False
-        )
+        ).set_dtype(torch.float64)
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self._loss_sums: dict[str, list[torch.Tensor]] = {}  # per stage: loss * batch size, per step
@@ -89,7 +91,7 @@ class LitLinearRegression(pl.LightningModule):
         self._loss_sums.setdefault(stage, []).append(loss.detach().double() * len(x))
         self._counts[stage] = self._counts.get(stage, 0) + len(x)
         if stage != "train":
-            self._stage_metrics(stage).update(pred, y)
+            self._stage_metrics(stage).update(pred.double(), y.double())
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

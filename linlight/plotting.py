@@ -4,8 +4,8 @@
 a copy of the test predictions (a few floats), and when training ends it draws them, so TensorBoard's image
 slider shows the line being learned, from the untrained start, without slowing training. TensorBoard keeps
 ten images per tag, so there are at most ten. It writes the tutorial's ``predictions.png`` and
-``loss_curves.png`` into the run folder; the TensorBoard images are drawn smaller, with larger text, to be
-readable at TensorBoard's default image size.
+``loss_curves.png`` into the run folder; the TensorBoard images (``plots/predictions``, ``plots/loss_curves``)
+are drawn at the size TensorBoard shows them, so their text is readable without "actual size".
 
     linlight fit --trainer.callbacks+=linlight.plotting.Plots     # scripts/train.py adds it for you
 """
@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 MAX_IMAGES = 10  # TensorBoard's default number of images it keeps per tag (--samples_per_plugin)
 TUTORIAL = {"figsize": (10, 7), "size": 4, "fontsize": 14}  # the tutorial's plot_predictions
-BOARD = {"figsize": (6, 4.2), "size": 12, "fontsize": 12}  # readable in TensorBoard's image card
+BOARD = {"figsize": (3.5, 2.45), "size": 6, "fontsize": 8}  # TensorBoard's image card is 350 px wide
 
 
 def plot_predictions(train_data, train_labels, test_data, test_labels, predictions=None, *,
@@ -112,15 +112,19 @@ class Plots(pl.Callback):
             return
         for epoch, predictions in self._snapshots:
             fig = plot_predictions(*data, predictions, **BOARD)
-            plt.title(f"after {epoch} epochs", fontsize=BOARD["fontsize"] + 2)
-            logger.experiment.add_figure("predictions", fig, global_step=epoch)
+            plt.title(f"after {epoch} epochs", fontsize=BOARD["fontsize"] + 1)
+            plt.tick_params(labelsize=BOARD["fontsize"] - 1)
+            fig.tight_layout()
+            logger.experiment.add_figure("plots/predictions", fig, global_step=epoch)
         logger.experiment.flush()
         events = Path(logger.log_dir)
         fig = loss_figure(events)
         fig.savefig(out / "loss_curves.png")
         plt.close(fig)
-        logger.experiment.add_figure("loss_curves", loss_figure(events, figsize=BOARD["figsize"], fontsize=11),
-                                     global_step=trainer.current_epoch)
+        fig = loss_figure(events, figsize=BOARD["figsize"], fontsize=BOARD["fontsize"])
+        plt.tick_params(labelsize=BOARD["fontsize"] - 1)
+        fig.tight_layout()
+        logger.experiment.add_figure("plots/loss_curves", fig, global_step=trainer.current_epoch)
         logger.experiment.flush()
 
     def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

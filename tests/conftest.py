@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+from contextlib import chdir, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,30 @@ def run_dir(root: Path, version: int = 0) -> Path:
 @pytest.fixture
 def fast_args() -> list[str]:
     return ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def cli(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """Run ``linlight ARGS`` in this process (as ``linlight.cli.main``), from ``cwd``: (exit code, stdout, stderr).
+
+    For tests about what the command does, not about it being a process; faster by the start-up's seconds.
+    """
+    from linlight.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with chdir(cwd), redirect_stdout(out), redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def exercise_run(tmp_path_factory) -> tuple[Path, Path]:
+    """The tutorial's exercise (linlight/configs/exercise.yaml) trained once: (root, run folder)."""
+    root = tmp_path_factory.mktemp("exercise")
+    code, _, err = cli("fit", "--config", str(CONFIGS / "exercise.yaml"), "--trainer.accelerator", "cpu",
+                       "--trainer.enable_progress_bar", "false", cwd=root)
+    assert code == 0, err
+    return root, run_dir(root)

@@ -1,8 +1,14 @@
-"""Ground truth: the tutorial's own training loop in plain PyTorch, written out as the tutorial does it."""
+"""Ground truth: the tutorial's own training loop in plain PyTorch, written out as the tutorial does it.
+
+``plain_loop`` is the tutorial's loop (full batch); with ``batch_size`` it runs mini-batches in the order
+linlight promises (in order, or a permutation drawn from ``torch.Generator().manual_seed(seed * 1_000_003 +
+epoch)`` each epoch), the last batch shorter when the split does not divide. Per-epoch losses are the
+sample-weighted mean of the batch losses; the validation metrics come from their formulas.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -25,11 +31,35 @@ class PlainRun:
     weight: float
     bias: float
     state: dict
+    test_metrics: list[dict[str, float]] = field(default_factory=list)  # mae, mse, r2 per test pass
+    predict: object = None  # x -> the trained model's prediction
+
+
+def metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """MAE, MSE and R² from their formulas, in float64."""
+    p, t = pred.double().flatten(), y.double().flatten()
+    residual = ((p - t) ** 2).sum().item()
+    return {"mae": (p - t).abs().mean().item(), "mse": residual / len(t),
+            "r2": 1 - residual / ((t - t.mean()) ** 2).sum().item()}
+
+
+def weighted_mean(losses: list[tuple[float, int]]) -> float:
+    """The epoch's loss: batch losses weighted by batch size, summed in float64, rounded to float32."""
+    total = sum(loss * n for loss, n in losses)
+    return torch.tensor(total / sum(n for _, n in losses), dtype=torch.float64).float().item()
+
+
+def batches(n: int, batch_size: int | None, shuffle: bool, seed: int, epoch: int) -> list[torch.Tensor | slice]:
+    bs = batch_size or n
+    if not shuffle:
+        return [slice(i, i + bs) for i in range(0, n, bs)]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch), dtype=torch.int32)
+    return [order[i : i + bs] for i in range(0, n, bs)]
 
 
 def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epochs=1000, lr=0.01,
-               test_every=1) -> PlainRun:
-    """The tutorial's loop: seed 42, full batch, L1 loss, SGD, a test pass under inference_mode."""
+               test_every=1, batch_size=None, shuffle=False, seed=42) -> PlainRun:
+    """The tutorial's loop: seed 42, L1 loss, SGD, a test pass under inference_mode (full batch by default)."""
     X = torch.arange(start, end, step).unsqueeze(dim=1)
     y = weight * X + bias
     train_split = int(0.8 * len(X))
@@ -39,18 +69,30 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
     loss_fn = nn.L1Loss()
     optimizer = torch.optim.SGD(params=model.parameters(), lr=lr)
     torch.manual_seed(42)
-    train_losses, test_losses = [], []
+    train_losses, test_losses, test_metrics = [], [], []
     for epoch in range(epochs):
         model.train()
-        y_pred = model(X_train)
-        loss = loss_fn(y_pred, y_train)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        train_losses.append(loss.item())
+        seen = []
+        for idx in batches(len(X_train), batch_size, shuffle, seed, epoch):
+            y_pred = model(X_train[idx])
+            loss = loss_fn(y_pred, y_train[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen.append((loss.item(), len(y_pred)))
+        train_losses.append(seen[0][0] if len(seen) == 1 else weighted_mean(seen))
         if (epoch + 1) % test_every == 0:
             model.eval()
             with torch.inference_mode():
-                test_losses.append(loss_fn(model(X_test), y_test).item())
+                parts = [(model(X_test[i]), y_test[i]) for i in batches(len(X_test), batch_size, False, seed, 0)]
+                losses = [(loss_fn(p, t).item(), len(t)) for p, t in parts]
+                test_losses.append(losses[0][0] if len(losses) == 1 else weighted_mean(losses))
+                test_metrics.append(metrics(torch.cat([p for p, _ in parts]), y_test))
     w, b = (p.item() for p in model.parameters())
-    return PlainRun(train_losses, test_losses, w, b, {k: v.clone() for k, v in model.state_dict().items()})
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def predict(x: list[float]) -> list[float]:
+        with torch.inference_mode():
+            return model(torch.tensor(x).unsqueeze(1)).flatten().tolist()
+
+    return PlainRun(train_losses, test_losses, w, b, state, test_metrics, predict)

@@ -102,7 +102,7 @@ def test_bad_checkpoints(tmp_path, trained, monkeypatch):
 
 
 def test_resume_with_other_data_is_refused(tmp_path, trained):
-    fails(tmp_path, "fit", "--ckpt_path", "last", "--data.step", "0.01", words="data.step=0.02")
+    fails(tmp_path, "fit", "--ckpt_path", "last", "--data.step", "0.01", words="data.step=0.01 (trained with 0.02)")
 
 
 def test_divergence_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path):

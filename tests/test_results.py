@@ -54,9 +54,9 @@ def test_tensorboard_has_every_tag_with_one_point_per_epoch(trained):
 
     images = EventAccumulator(str(run), size_guidance={"images": 0})
     images.Reload()
-    steps = [e.step for e in images.Images("predictions")]
+    steps = [e.step for e in images.Images("plots/predictions")]
     assert steps == [0, 1, 2, 5, 10, 20, 50, 100, EPOCHS]  # the slider: the line being learned, from the start
-    assert len(images.Images("loss_curves")) == 1
+    assert len(images.Images("plots/loss_curves")) == 1
     hparams = images.PluginTagToContent("hparams")  # the HPARAMS tab: settings and final values
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
     start = hparams["_hparams_/session_start_info"]
@@ -146,7 +146,7 @@ def test_tensorboard_serves_the_run(trained):
         series = get_json(f"{base}/scalars/scalars?run=version_0&tag=loss/train")
         assert len(series) == EPOCHS and series[0][1] == 0  # [wall_time, step, value]
         images = get_json(f"{base}/images/tags")
-        assert {"predictions", "loss_curves"} <= set(images["version_0"])
+        assert {"plots/predictions", "plots/loss_curves"} <= set(images["version_0"])
     finally:
         server.terminate()
         server.wait(timeout=30)
