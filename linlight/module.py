@@ -34,6 +34,7 @@ from linlight.checkpoints import next_epoch
 from linlight.errors import ConfigError, DivergedError
 from linlight.models import Arch, build_model
 
+
 class LitLinearRegression(pl.LightningModule):
     """Fits ``y = weight * x + bias`` with the tutorial's loss (``nn.L1Loss``) and optimizer (SGD).
 
