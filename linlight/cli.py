@@ -263,8 +263,8 @@ def user_errors() -> Iterator[None]:
     except LinlightError as e:
         print(f"linlight: {e.prefix}{e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save
-        print("linlight: interrupted (Ctrl-C) before training started; nothing was trained", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C outside training (GracefulStop handles it during a fit)
+        print("linlight: interrupted (Ctrl-C)", file=sys.stderr)
         sys.exit(130)
 
 
