@@ -27,11 +27,12 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
+from torchmetrics import MetricCollection
 
 from linlight.board import RunLogger
 from linlight.checkpoints import next_epoch
 from linlight.errors import ConfigError, DivergedError
+from linlight.metrics import regression_metrics
 from linlight.models import Arch, build_model
 
 
@@ -51,13 +52,8 @@ class LitLinearRegression(pl.LightningModule):
         self.model = build_model(arch)
         self.loss_fn = nn.L1Loss()
         # compute_groups=False: the three metrics share no state, so grouping only adds checks to every update
-        # float64 states and inputs: R² subtracts sums of squares of nearly equal size, and in float32 loses
-        # four digits on the tutorial's lines
-        metrics = MetricCollection(
-            {"mae": MeanAbsoluteError(), "mse": MeanSquaredError(), "r2": R2Score()}, compute_groups=False
-        ).set_dtype(torch.float64)
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_metrics = regression_metrics("val/")
+        self.test_metrics = regression_metrics("test/")
         self._loss_sums: dict[str, list[torch.Tensor]] = {}  # per stage: loss * batch size, per step
         self._counts: dict[str, int] = {}
         self.epoch_metrics: dict[str, float] = {}

@@ -74,3 +74,14 @@ def exercise_run(tmp_path_factory) -> tuple[Path, Path]:
                        "--trainer.enable_progress_bar", "false", cwd=root)
     assert code == 0, err
     return root, run_dir(root)
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory) -> tuple[Path, Path, str]:
+    """`python scripts/train.py`, exactly as the README's first command runs it: (root, run folder, stdout)."""
+    root = tmp_path_factory.mktemp("reference")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py")], cwd=root, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return root, run_dir(root), proc.stdout
