@@ -1,4 +1,5 @@
-"""Seeing and using the result: scripts/train.py's run folder, TensorBoard, plots, predictions, export."""
+"""Seeing and using the result of `python scripts/train.py`: TensorBoard (read back from the files and from a
+running server), the tutorial's plots, the summary, predictions and the exported model."""
 
 import json
 import re
@@ -6,65 +7,60 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
 import torch
-from conftest import REPO, linlight, load_ckpt, run_dir, scalars
+from conftest import load_ckpt, scalars
 from PIL import Image
 from plain import plain_loop
 
+from linlight.board import CUSTOM_SCALARS, HPARAMS_METRICS
 from linlight.export import load_model, onnx_predict
 from linlight.models import LinearRegressionModelV2
 
-EPOCHS = 200
+EPOCHS = 1000
+PER_EPOCH = ["loss/train", "loss/val", "val/mae", "val/mse", "val/r2", "params/weight", "params/bias",
+             "params/weight_true", "params/bias_true", "params/weight_error", "params/bias_error"]
+ONCE = ["test/loss", "test/mae", "test/mse", "test/r2"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """`python scripts/train.py`, as a user runs it (fewer epochs)."""
-    root = tmp_path_factory.mktemp("train")
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "--trainer.max_epochs", str(EPOCHS),
-                           "--trainer.accelerator", "cpu"], cwd=root, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    return root, run_dir(root), proc.stdout
-
-
-def test_tensorboard_has_every_tag_with_one_point_per_epoch(trained):
-    _, run, _ = trained
+def test_tensorboard_files_hold_every_tag(reference_run):
+    _, run, _ = reference_run
     logged = scalars(run)
-    per_epoch = ["loss/train", "loss/val", "val/mae", "val/mse", "val/r2", "params/weight", "params/bias",
-                 "params/weight_true", "params/bias_true", "params/weight_error", "params/bias_error"]
-    for tag in per_epoch:
+    assert sorted(logged) == sorted(PER_EPOCH + ONCE)  # nothing else: no stray `epoch`, no `hparams/...`
+    for tag in PER_EPOCH:
         assert [s for s, _ in logged[tag]] == list(range(EPOCHS)), tag
-    for tag in ("test/loss", "test/mae", "test/mse", "test/r2"):
-        assert len(logged[tag]) == 1, tag
-    assert all(v == pytest.approx(0.7) for _, v in logged["params/weight_true"])
-    truth = plain_loop(epochs=EPOCHS)
-    assert [v for _, v in logged["loss/train"]] == truth.train_losses
-    assert [v for _, v in logged["val/mae"]] == pytest.approx(truth.test_losses, abs=1e-7)  # MAE is the L1 loss
-    # the learned-parameter curve ends at the checkpoint's weights
+    for tag in ONCE:  # one test, at the epoch its weights come from
+        assert [s for s, _ in logged[tag]] == [EPOCHS - 1], tag
+    assert {v for _, v in logged["params/weight_true"]} == {torch.tensor(0.7).item()}
     state = load_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]
-    assert logged["params/weight"][-1][1] == state["model.linear_layer.weight"].item()
-    assert logged["params/bias"][-1][1] == state["model.linear_layer.bias"].item()
-    error = (state["model.linear_layer.weight"] - torch.tensor(0.7)).abs().item()  # in float32, as trained
-    assert logged["params/weight_error"][-1][1] == error
+    weight = state["model.linear_layer.weight"]
+    assert logged["params/weight"][-1][1] == weight.item()
+    assert logged["params/weight_error"][-1][1] == (weight - torch.tensor(0.7)).abs().item()  # float32, as trained
+    truth = plain_loop()
+    assert logged["test/loss"][0][1] == truth.test_losses[-1]  # the final weights on the test split
+    assert logged["test/mae"][0][1] == pytest.approx(truth.test_metrics[-1]["mae"], rel=1e-6)
+    assert logged["test/r2"][0][1] == pytest.approx(truth.test_metrics[-1]["r2"], rel=1e-6)
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    images = EventAccumulator(str(run), size_guidance={"images": 0})
-    images.Reload()
-    steps = [e.step for e in images.Images("plots/predictions")]
-    assert steps == [0, 1, 2, 5, 10, 20, 50, 100, EPOCHS]  # the slider: the line being learned, from the start
-    assert len(images.Images("plots/loss_curves")) == 1
-    hparams = images.PluginTagToContent("hparams")  # the HPARAMS tab: settings and final values
+    events = EventAccumulator(str(run), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    steps = [e.step for e in events.Images("plots/predictions")]
+    assert steps == [0, 2, 5, 10, 20, 50, 100, 200, 500, EPOCHS]  # the untrained line first; ten: TensorBoard's cap
+    assert len(events.Images("plots/loss_curves")) == 1
+    hparams = events.PluginTagToContent("hparams")  # the HPARAMS tab: settings, and the curves it reads
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
     start = hparams["_hparams_/session_start_info"]
     assert all(key in start for key in (b"arch", b"lr", b"step", b"weight")) and b"_instantiator" not in start
+    experiment = hparams["_hparams_/experiment"]
+    assert all(tag.encode() in experiment for tag in HPARAMS_METRICS)
 
 
-def test_pngs_are_the_tutorials_plots(trained):
-    _, run, _ = trained
+def test_pngs_are_the_tutorials_plots(reference_run):
+    _, run, _ = reference_run
     for name in ("predictions.png", "loss_curves.png"):
         with Image.open(run / name) as image:
             assert image.format == "PNG" and image.size == (1000, 700)  # figsize 10x7 at 100 dpi
@@ -73,57 +69,40 @@ def test_pngs_are_the_tutorials_plots(trained):
             assert {(0, 0, 255), (0, 128, 0), (255, 0, 0)} <= colors
 
 
-def test_exported_model_predicts_like_the_checkpoint(trained):
-    _, run, _ = trained
-    ckpt = run / "checkpoints" / "last.ckpt"
+def test_exported_model_predicts_like_the_checkpoint(reference_run):
+    _, run, _ = reference_run
     state = torch.load(run / "model.pth", weights_only=True)
     fresh = LinearRegressionModelV2()  # the tutorial's way: a fresh instance, load_state_dict
     fresh.load_state_dict(state)
-    from_ckpt = load_model(ckpt)
     x = torch.linspace(-2, 3, 101).unsqueeze(1)
+    truth = torch.tensor(plain_loop().predict(x.flatten().tolist())).unsqueeze(1)
     with torch.inference_mode():
-        expected = from_ckpt(x)
-        assert torch.equal(fresh(x), expected)
-        assert torch.equal(load_model(run / "model.pth")(x), expected)
-    assert torch.allclose(onnx_predict(run / "model.onnx", x), expected, atol=1e-6, rtol=0)
+        assert torch.equal(fresh(x), truth)
+        assert torch.equal(load_model(run / "checkpoints" / "last.ckpt")(x), truth)
+        assert torch.equal(load_model(run / "model.pth")(x), truth)
+    assert torch.allclose(onnx_predict(run / "model.onnx", x), truth, atol=1e-6, rtol=0)
 
 
-def test_summary_matches_the_checkpoint(trained):
-    _, run, out = trained
-    state = load_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]
+def test_summary_matches_the_run(reference_run):
+    _, run, out = reference_run
+    truth = plain_loop()
     learned = dict(re.findall(r"^\s+(weight|bias)\s+learned (\S+)", out, re.M))
-    assert float(learned["weight"]) == round(state["model.linear_layer.weight"].item(), 4)
-    assert float(learned["bias"]) == round(state["model.linear_layer.bias"].item(), 4)
-    test_mae = float(re.search(r"test/mae (\S+)", out).group(1))
-    assert test_mae == pytest.approx(scalars(run)["test/mae"][0][1], rel=1e-3)
-    assert f"tensorboard --logdir {run.parent}" in out
+    assert float(learned["weight"]) == round(truth.weight, 4) and float(learned["bias"]) == round(truth.bias, 4)
+    assert float(re.search(r"test/mae (\S+)", out).group(1)) == pytest.approx(truth.test_metrics[-1]["mae"], rel=1e-3)
+    tensorboard = re.search(r"TensorBoard\s+(.+)$", out, re.M).group(1)
+    assert tensorboard == f"{sys.prefix}/bin/tensorboard --logdir {run.parent}"  # runs as printed, anywhere
     for name in ("last.ckpt", "predictions.png", "loss_curves.png", "model.pth", "model.onnx"):
         assert name in out
 
 
-def test_predict_from_csv_to_csv(trained, tmp_path):
-    root, run, _ = trained
-    (tmp_path / "x.csv").write_text("x\n0\n0.25\n10\n")
-    out = tmp_path / "pred.csv"
-    linlight("predict", "--data.predict_csv", str(tmp_path / "x.csv"), "--predictions.output", str(out),
-             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", cwd=root)
-    rows = [line.split(",") for line in out.read_text().splitlines()]
-    state = load_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]
-    w, b = state["model.linear_layer.weight"].item(), state["model.linear_layer.bias"].item()
-    assert rows[0] == ["x", "y"] and [float(x) for x, _ in rows[1:]] == [0.0, 0.25, 10.0]
-    for x, y in rows[1:]:
-        expected = torch.tensor([[float(x)]]) * torch.tensor(w) + torch.tensor(b)
-        assert float(y) == pytest.approx(expected.item(), abs=1e-6)
-
-
 def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=5) as response:
+    with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
 
 
-@pytest.mark.slow
-def test_tensorboard_serves_the_run(trained):
-    root, _, _ = trained
+def test_tensorboard_serves_the_story(reference_run):
+    """TensorBoard itself, over HTTP: the tags, the custom-scalars charts' exact lines, the image slider."""
+    root, _, _ = reference_run
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -136,17 +115,26 @@ def test_tensorboard_serves_the_run(trained):
         while True:
             try:
                 tags = get_json(f"{base}/scalars/tags")
-                if "version_0" in tags and "loss/train" in tags["version_0"]:
+                if "version_0" in tags and "test/r2" in tags["version_0"]:
                     break
             except OSError:
                 pass
             assert time.monotonic() < deadline, "tensorboard did not serve the run"
             time.sleep(0.5)
-        assert {"loss/val", "params/weight", "test/mae"} <= set(tags["version_0"])
-        series = get_json(f"{base}/scalars/scalars?run=version_0&tag=loss/train")
-        assert len(series) == EPOCHS and series[0][1] == 0  # [wall_time, step, value]
-        images = get_json(f"{base}/images/tags")
-        assert {"plots/predictions", "plots/loss_curves"} <= set(images["version_0"])
+        assert sorted(tags["version_0"]) == sorted(PER_EPOCH + ONCE)
+        for tag in tags["version_0"]:
+            series = get_json(f"{base}/scalars/scalars?run=version_0&tag={urllib.parse.quote(tag)}")
+            assert len(series) == (1 if tag in ONCE else EPOCHS), tag  # [wall_time, step, value] each
+        layout = get_json(f"{base}/custom_scalars/layout")
+        charts = {c["title"]: c["multiline"]["tag"] for cat in layout["category"] for c in cat["chart"]}
+        want = {title: spec[1] for title, spec in CUSTOM_SCALARS["linlight"].items()}
+        assert charts.keys() == want.keys()
+        for title, regexes in want.items():  # each chart draws exactly the tags its title names
+            pattern = "|".join(f"({r})" for r in regexes)  # how the dashboard joins a chart's regexes
+            drawn = get_json(f"{base}/custom_scalars/scalars?run=version_0&tag={urllib.parse.quote(pattern)}")
+            assert drawn["regex_valid"] and sorted(drawn["tag_to_events"]) == sorted(r.strip("^$") for r in regexes), title
+        images = get_json(f"{base}/images/images?run=version_0&tag=plots/predictions")
+        assert [i["step"] for i in images] == [0, 2, 5, 10, 20, 50, 100, 200, 500, EPOCHS]  # what the slider shows
     finally:
         server.terminate()
         server.wait(timeout=30)
