@@ -10,7 +10,9 @@ Each trial is a ``linlight fit`` (``LinlightCLI(args=["fit", ...])``, in-process
 trial's settings, seeded as every linlight run is (``seed_everything`` 42): a trial equals a direct
 ``linlight fit`` with the same settings bit for bit, and has its own ``lightning_logs/version_N`` folder, so
 TensorBoard's HPARAMS tab compares the trials. Optuna's ``PyTorchLightningPruningCallback`` stops trials whose
-``val/loss`` falls behind (``MedianPruner``); a trial that diverges is recorded FAIL and the study goes on.
+``val/loss`` falls behind the others' (``MedianPruner``, at every ``--prune-every``-th epoch; the callback reads
+``trainer.callback_metrics``, where linlight's module puts ``val/loss`` at each validation's end). A trial that
+diverges is recorded FAIL and the study goes on.
 
 The objective is the trial's final ``val/loss``: the one of the last validated epoch, that is of the weights the
 trial ends with. That is the model a trial hands over (its ``last.ckpt``) and what the printed ``linlight fit``
@@ -32,10 +34,13 @@ It is checked before the study starts, by parsing trials at the ends of every ra
 parser and building their model and data.
 
 The study lives in an Optuna storage: by default ``sqlite:///<root>/lightning_logs/sweep.db``; any database URL
-Optuna accepts lets many machines share one study. ``--trials N`` is the total for the study, whichever process
-runs them: every ``linlight sweep`` process pointed at the same storage and study name takes part, and rerunning
-the command continues the study. Trials send heartbeats, so one whose worker was killed is marked FAIL once its
-heartbeat is ``2 x --heartbeat`` seconds old; it counts as one of the N.
+Optuna accepts lets many machines share one study. ``--trials N`` is the total for the study (COMPLETE, PRUNED
+and FAIL trials count), whichever processes run them: every ``linlight sweep`` process pointed at the same
+storage and study name takes part, returns when the study holds N ended trials, and prints all of them;
+rerunning the command continues the study. Trials send heartbeats: the trial of a worker that was killed is
+marked FAIL once its last heartbeat is ``2 x --heartbeat`` seconds old, and is one of the N (Optuna's
+``RetryFailedTrialCallback`` would queue its settings again as one trial more than N). ``--seed`` seeds the TPE
+sampler, so a single-process study is reproducible; processes sharing a study need different seeds, or none.
 
 Why ``linlight sweep`` is not a LightningCLI subcommand: LightningCLI's subcommands are ``Trainer`` methods
 (``fit``, ``validate``, ``test``, ``predict``) run on one model; a sweep runs many fits. So ``linlight.cli.main``
@@ -414,8 +419,9 @@ def work(sweep: Sweep, seed: int | None) -> None:
                                catch=(DivergedError,))
                 continue
         if not waiting:  # the last trials run elsewhere: wait for them, so this process can show the whole study
-            print(f"waiting for the study's last trials, running in other processes (a stopped worker's trial is "
-                  f"marked FAIL {2 * sweep.heartbeat} s after its last heartbeat)", flush=True)
+            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            print(f"waiting for {running} trial(s) running in other processes (the trial of a worker that stopped "
+                  f"is marked FAIL {2 * sweep.heartbeat} s after its last heartbeat)", flush=True)
             waiting = True
         time.sleep(1)
 
@@ -535,21 +541,26 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: list[str]) -> Sweep:
     """The ``linlight sweep`` command line, as a ``Sweep``."""
-    parser = _Parser(prog="linlight sweep", description=__doc__.split("\n\n")[0],
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--space", type=Path, required=True, help="search space YAML file")
-    parser.add_argument("--trials", type=int, default=20, help="total number of trials of the study, all processes")
-    parser.add_argument("--workers", type=int, default=1, help="trial processes to run on this machine")
+    parser = _Parser(prog="linlight sweep", description="Search linlight settings with Optuna: each trial is a "
+                     "`linlight fit` run in its own lightning_logs/version_N folder.",
+                     epilog="space file: see linlight/configs/sweep.yaml and the docstring of linlight/sweep.py")
+    parser.add_argument("--space", type=Path, required=True, help="the search space, a YAML file")
+    parser.add_argument("--trials", type=int, default=20,
+                        help="trials of the study in all, whichever processes run them (default: 20)")
+    parser.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default: 1)")
     parser.add_argument("--root", "--trainer.default_root_dir", dest="root", type=Path, default=Path.cwd(),
-                        help="folder of the runs' lightning_logs/ and the history plot")
-    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///ROOT/lightning_logs/sweep.db)")
+                        help="folder for lightning_logs/ and the history plot (default: the current folder)")
+    parser.add_argument("--storage", metavar="URL",
+                        help="Optuna storage, shared by every process of the study "
+                        "(default: sqlite:///ROOT/lightning_logs/sweep.db)")
     parser.add_argument("--study", help="study name (default: the space file's name without .yaml)")
     parser.add_argument("--seed", type=int, help="seed of the TPE sampler, for a reproducible single-process study; "
                         "worker i takes seed+i; processes that share a study need different seeds, or none")
-    parser.add_argument("--heartbeat", type=int, default=60,
-                        help="seconds between a trial's heartbeats; a trial silent for twice that is marked FAIL")
+    parser.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",
+                        help="time between a trial's heartbeats; a trial silent for twice that is marked FAIL "
+                        "(default: 60)")
     parser.add_argument("--prune-every", type=int, default=10, metavar="EPOCHS",
-                        help="report val/loss to the pruner at the validations of every EPOCHS-th epoch")
+                        help="report val/loss to the pruner at the validations of every EPOCHS-th epoch (default: 10)")
     a = parser.parse_args(argv)
     for name in ("trials", "workers", "heartbeat", "prune_every"):
         if getattr(a, name) < 1:
