@@ -616,6 +616,8 @@ def _spawn(sweep: Sweep, seed: int | None) -> None:
     study = open_study(sweep)
     if stopped and len(study.get_trials(deepcopy=False, states=ENDED)) < sweep.trials:
         raise LinlightError(f"{', '.join(stopped)} stopped before the study ended; run the same command to finish it")
+    if stopped:
+        print(f"linlight sweep: {', '.join(stopped)} stopped; the other workers finished the study", file=sys.stderr)
 
 
 def _worker(sweep: Sweep, seed: int | None) -> None:
