@@ -87,6 +87,19 @@ def test_a_study_finds_a_faster_lr_and_its_best_trial_is_a_plain_fit(tmp_path, c
     assert all(torch.equal(again["state_dict"][k], v) for k, v in ckpt["state_dict"].items())
 
 
+def test_a_seeded_study_repeats_and_a_continued_one_draws_new_settings(tmp_path, capsys):
+    space = write_space(tmp_path / "seeded.yaml", {"model.lr": LR}, {"trainer.max_epochs": 10})
+    for root in ("a", "b"):
+        main(["--space", str(space), "--trials", "2", "--seed", "5", "--root", str(tmp_path / root)])
+    first, second = ([(t.params, t.value) for t in load(tmp_path / root, "seeded").trials] for root in ("a", "b"))
+    assert first == second
+    main(["--space", str(space), "--trials", "3", "--seed", "5", "--root", str(tmp_path / "a")])  # continue to 3
+    trials = load(tmp_path / "a", "seeded").trials
+    assert [(t.params, t.value) for t in trials[:2]] == first and len(trials) == 3
+    assert trials[2].params["model.lr"] not in {t.params["model.lr"] for t in trials[:2]}  # not a replayed draw
+    capsys.readouterr()
+
+
 def test_a_diverging_trial_is_recorded_fail_and_the_study_goes_on(tmp_path, capsys):
     """Unscaled inputs overflow at lr 1 (see test_bad_input.py); the trials around it still run."""
     data = {"data.end": 1e20, "data.step": 1e18}
