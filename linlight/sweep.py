@@ -327,8 +327,8 @@ class TrialRecord(pl.Callback):
         self.trial = trial
         self.trainer: pl.Trainer | None = None
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.trainer = trainer
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.trainer = trainer  # before anything is written into the run folder
         self.trial.set_user_attr("run_dir", str(Path(trainer.log_dir).resolve()))
 
     def finish(self) -> float | None:

@@ -210,7 +210,10 @@ def test_a_worker_killed_mid_trial_leaves_a_study_the_same_command_finishes(tmp_
     first = root / "lightning_logs" / "version_0"
     deadline = time.monotonic() + 300
     while not list(first.glob("events.out.tfevents.*")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # the first trial is training: its TensorBoard events exist (the database is left alone)
+        time.sleep(0.05)  # the first trial has begun (so the database and the study exist)
+    running = []
+    while not running and proc.poll() is None and time.monotonic() < deadline:
+        running = [t for t in load(root, "killed").trials if "run_dir" in t.user_attrs]  # it is training
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     (killed,) = load(root, "killed").trials
