@@ -97,7 +97,8 @@ class LitLinearRegression(pl.LightningModule):
     def on_fit_start(self) -> None:
         if isinstance(self.logger, RunLogger) and self.trainer.is_global_zero:
             datamodule = self.trainer.datamodule
-            settings = {**self.hparams, **(datamodule.hparams if datamodule is not None else {})}
+            settings = {**self.hparams, **(datamodule.hparams if datamodule is not None else {}),
+                        "max_epochs": self.trainer.max_epochs}
             self.logger.describe_run({k: v for k, v in settings.items() if not k.startswith("_")})
 
     def on_train_epoch_end(self) -> None:

@@ -1,0 +1,227 @@
+"""`linlight sweep`: Optuna studies of linlight runs, checked against the plain loop and read back from disk."""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+optuna = pytest.importorskip("optuna")
+from conftest import CONFIGS, load_ckpt, scalars  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+from PIL import Image  # noqa: E402
+from plain import plain_loop  # noqa: E402
+
+from linlight.sweep import main  # noqa: E402
+
+ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+LR = {"type": "float", "low": 1e-3, "high": 0.5, "log": True}
+
+
+def write_space(path: Path, space: dict, fixed: dict | None = None) -> Path:
+    path.write_text(yaml.safe_dump({"fixed": {"trainer.accelerator": "cpu", **(fixed or {})}, "space": space}))
+    return path
+
+
+def sweep_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "linlight.cli", "sweep", *args]
+
+
+def load(root: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{root / 'lightning_logs' / 'sweep.db'}")
+
+
+def printed(out: str, label: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith(label)).removeprefix(label)
+
+
+def test_a_study_finds_a_faster_lr_and_its_best_trial_is_a_plain_fit(tmp_path, capsys):
+    """30 epochs are too few for lr 0.01; the study finds a larger lr, and its best trial is the plain loop's run."""
+    epochs, root = 30, tmp_path / "runs"
+    space = write_space(tmp_path / "lr.yaml", {"model.lr": LR}, {"trainer.max_epochs": epochs})
+    main(["--space", str(space), "--trials", "8", "--seed", "1", "--root", str(root)])
+    out = capsys.readouterr().out
+
+    study = load(root, "lr")
+    assert len(study.trials) == 8 and all(t.state in ENDED for t in study.trials)
+    assert len({t.user_attrs["run_dir"] for t in study.trials}) == 8  # one run folder each
+    best = study.best_trial
+    lr = best.params["model.lr"]
+    assert lr > 0.01 and best.value < plain_loop(lr=0.01, epochs=epochs).test_losses[-1]
+
+    truth = plain_loop(lr=lr, epochs=epochs)
+    assert best.value == truth.test_losses[-1]  # the objective: the final val/loss
+    run = Path(best.user_attrs["run_dir"])
+    logged = scalars(run)
+    assert [v for _, v in logged["loss/val"]] == truth.test_losses
+    assert [v for _, v in logged["loss/train"]] == truth.train_losses
+    ckpt = load_ckpt(Path(best.user_attrs["checkpoint"]))
+    assert torch.equal(ckpt["state_dict"]["model.linear_layer.weight"], truth.state["weight"])
+    assert torch.equal(ckpt["state_dict"]["model.linear_layer.bias"], truth.state["bias"])
+
+    header = next(i for i, line in enumerate(out.splitlines()) if line.startswith("rank"))
+    first = out.splitlines()[header + 1].split()
+    assert first[:3] == ["1", str(best.number), "COMPLETE"]  # ranked: the best trial first
+    assert printed(out, "checkpoint: ") == best.user_attrs["checkpoint"]
+    with Image.open(printed(out, "history: ")) as png:
+        assert png.format == "PNG" and min(png.size) > 100
+
+    # the printed command, run as printed from another folder, is the best trial once more
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.run(shlex.split(printed(out, "reproduce: ")), cwd=elsewhere, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rerun = root / "lightning_logs" / "version_8"
+    assert scalars(rerun)["loss/val"] == logged["loss/val"]
+    again = load_ckpt(rerun / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in ckpt["state_dict"].items())
+
+
+def test_a_seeded_study_repeats_and_a_continued_one_draws_new_settings(tmp_path, capsys):
+    space = write_space(tmp_path / "seeded.yaml", {"model.lr": LR}, {"trainer.max_epochs": 10})
+    for root in ("a", "b"):
+        main(["--space", str(space), "--trials", "2", "--seed", "5", "--root", str(tmp_path / root)])
+    first, second = ([(t.params, t.value) for t in load(tmp_path / root, "seeded").trials] for root in ("a", "b"))
+    assert first == second
+    main(["--space", str(space), "--trials", "3", "--seed", "5", "--root", str(tmp_path / "a")])  # continue to 3
+    trials = load(tmp_path / "a", "seeded").trials
+    assert [(t.params, t.value) for t in trials[:2]] == first and len(trials) == 3
+    assert trials[2].params["model.lr"] not in {t.params["model.lr"] for t in trials[:2]}  # not a replayed draw
+    capsys.readouterr()
+
+
+def test_a_diverging_trial_is_recorded_fail_and_the_study_goes_on(tmp_path, capsys):
+    """Unscaled inputs overflow at lr 1 (see test_bad_input.py); the trials around it still run."""
+    data = {"data.end": 1e20, "data.step": 1e18}
+    lr = {"type": "float", "low": 1e-9, "high": 1.0, "log": True}
+    space = write_space(tmp_path / "overflow.yaml", {"model.lr": lr}, {**data, "trainer.max_epochs": 5})
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=url, study_name="overflow")  # an existing study: the sweep continues it
+    study.enqueue_trial({"model.lr": 1.0})
+    study.enqueue_trial({"model.lr": 1e-6})
+    main(["--space", str(space), "--trials", "3", "--root", str(tmp_path), "--storage", url])
+    out = capsys.readouterr().out
+
+    trials = optuna.load_study(study_name="overflow", storage=url).trials
+    assert [t.number for t in trials] == [0, 1, 2] and trials[0].params["model.lr"] == 1.0
+    for t in trials:
+        truth = plain_loop(start=0, end=1e20, step=1e18, lr=t.params["model.lr"], epochs=5)
+        diverges = not all(math.isfinite(loss) for loss in truth.train_losses)
+        assert t.state == (TrialState.FAIL if diverges else TrialState.COMPLETE), t.params
+        if diverges:
+            assert "diverged at epoch" in t.user_attrs["error"]
+        else:
+            assert t.value == truth.test_losses[-1]
+    assert f"trial 0: FAIL after {trials[0].user_attrs['epochs']} epochs (training diverged" in out
+
+
+def test_the_shipped_space_runs_the_exercise(tmp_path, capsys):
+    """linlight/configs/sweep.yaml: trials of the tutorial's exercise, whatever the current folder."""
+    main(["--space", str(CONFIGS / "sweep.yaml"), "--trials", "1", "--seed", "0", "--root", str(tmp_path)])
+    (trial,) = load(tmp_path, "sweep").trials
+    assert trial.state == TrialState.COMPLETE
+    run = Path(trial.user_attrs["run_dir"])
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"]["weight"] == 0.3 and config["model"]["arch"] == "model0"
+    assert config["trainer"]["max_epochs"] == trial.params["trainer.max_epochs"]
+    steps = [s for s, _ in scalars(run)["loss/val"]]
+    assert steps == list(range(19, trial.params["trainer.max_epochs"], 20))  # tested every 20 epochs, the last too
+    assert "reproduce: " in capsys.readouterr().out
+
+
+BAD_SPACES = {
+    "unknown type": ("model.lr: {type: uniform, low: 0.001, high: 1.0}", "unknown type 'uniform'"),
+    "low above high": ("model.lr: {type: float, low: 1.0, high: 0.1}", "low (1.0) must be below high (0.1)"),
+    "not a setting": ("model.lrr: {type: float, low: 0.001, high: 1.0}", "unrecognized arguments: --model.lrr"),
+    "wrong value type": ("trainer.max_epochs: {type: categorical, choices: [10, ten]}", 'key "trainer.max_epochs"'),
+    "impossible value": ("model.lr: {type: float, low: 0.0, high: 1.0}", "model.lr must be a positive finite number"),
+    "not YAML": ("model.lr: {type: float", "is not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_SPACES)
+def test_bad_space_files_are_refused_before_anything_runs(name, tmp_path, capsys):
+    space, words = BAD_SPACES[name]
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"space:\n  {space}\n")
+    with pytest.raises(SystemExit) as stop:
+        main(["--space", str(path), "--root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code != 0
+    assert err.startswith("linlight: error: ") and err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_errors_end_the_command_with_one_line_and_no_traceback(tmp_path):
+    """As a user sees them: a space file naming no linlight setting, and Optuna not installed."""
+    space, not_a_setting = BAD_SPACES["not a setting"]
+    (tmp_path / "bad.yaml").write_text(f"space:\n  {space}\n")
+    no_optuna = "import sys; sys.modules['optuna'] = None; from linlight.cli import main; main()"
+    commands = {
+        not_a_setting: sweep_command("--space", "bad.yaml"),
+        "pip install 'linlight[sweep]'": [sys.executable, "-c", no_optuna, "sweep", "--space", "bad.yaml"],
+    }
+    procs = {words: subprocess.Popen(command, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for words, command in commands.items()}  # side by side: each one imports torch and Lightning first
+    for words, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode != 0 and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1].startswith("linlight: error: ") and words in err, err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.slow
+def test_two_commands_on_one_storage_run_exactly_the_total_between_them(tmp_path):
+    """One command with 2 workers and one plain command share the study: 6 trials in all, none run twice."""
+    root = tmp_path / "runs"
+    space = write_space(tmp_path / "shared.yaml", {"model.lr": LR}, {"trainer.max_epochs": 150})
+    command = sweep_command("--space", str(space), "--trials", "6", "--root", str(root))
+    procs = [subprocess.Popen([*command, "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+             subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert "6 trials" in out  # each command shows the whole study
+
+    trials = load(root, "shared").trials
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert all(t.state in ENDED for t in trials)
+    assert len({t.params["model.lr"] for t in trials}) == 6
+    run_dirs = {t.user_attrs["run_dir"] for t in trials}
+    assert len(run_dirs) == 6 and all(Path(d).is_dir() for d in run_dirs)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_leaves_a_study_the_same_command_finishes(tmp_path):
+    root = tmp_path / "runs"
+    space = write_space(tmp_path / "killed.yaml", {"model.lr": LR}, {"trainer.max_epochs": 300})
+    command = sweep_command("--space", str(space), "--trials", "3", "--root", str(root), "--heartbeat", "1")
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = root / "lightning_logs" / "version_0"
+    deadline = time.monotonic() + 300
+    while not list(first.glob("events.out.tfevents.*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first trial has begun (so the database and the study exist)
+    running = []
+    while not running and proc.poll() is None and time.monotonic() < deadline:
+        running = [t for t in load(root, "killed").trials if "run_dir" in t.user_attrs]  # it is training
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (killed,) = load(root, "killed").trials
+    assert killed.state == TrialState.RUNNING and killed.user_attrs["run_dir"] == str(first)  # killed mid-trial
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    trials = load(root, "killed").trials
+    assert len(trials) == 3 and all(t.state in ENDED for t in trials)
+    assert trials[killed.number].state == TrialState.FAIL
+    assert sum(t.state != TrialState.FAIL for t in trials) == 2
