@@ -132,7 +132,8 @@ def test_tensorboard_serves_the_story(reference_run):
         for title, regexes in want.items():  # each chart draws exactly the tags its title names
             pattern = "|".join(f"({r})" for r in regexes)  # how the dashboard joins a chart's regexes
             drawn = get_json(f"{base}/custom_scalars/scalars?run=version_0&tag={urllib.parse.quote(pattern)}")
-            assert drawn["regex_valid"] and sorted(drawn["tag_to_events"]) == sorted(r.strip("^$") for r in regexes), title
+            assert drawn["regex_valid"], title
+            assert sorted(drawn["tag_to_events"]) == sorted(r.strip("^$") for r in regexes), title
         images = get_json(f"{base}/images/images?run=version_0&tag=plots/predictions")
         assert [i["step"] for i in images] == [0, 2, 5, 10, 20, 50, 100, 200, 500, EPOCHS]  # what the slider shows
     finally:

@@ -85,7 +85,7 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path):
     proc = start("fit", *FAST, cwd=tmp_path, module="linlight")  # the command's entry point
     time.sleep(0.8)  # importing torch and Lightning takes seconds
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err.strip().splitlines() == ["linlight: interrupted (Ctrl-C) while starting; nothing was trained"]
     assert not (tmp_path / "lightning_logs").exists()
