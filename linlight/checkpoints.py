@@ -40,7 +40,8 @@ def read_checkpoint(path: str | Path, need_training_state: bool = False) -> dict
             warnings.simplefilter("ignore")
             ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        # torch's wording: "Unsupported global: GLOBAL os.system" (<= 2.6), "unsupported GLOBAL os.system" (later)
+        found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(e))
         if found:
             raise CheckpointError(
                 f"refusing to load {p}: it holds a Python object ({found.group(1)}) where a checkpoint holds only "

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar
@@ -37,7 +38,7 @@ from linlight.board import RunLogger
 from linlight.callbacks import EpochProgressBar, GracefulStop, PredictionWriter, RunCheckpoint
 from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
 from linlight.data import LineDataModule
-from linlight.errors import CheckpointError, LinlightError
+from linlight.errors import CheckpointError, ConfigError, LinlightError
 from linlight.module import LitLinearRegression
 from linlight.plotting import Plots
 from linlight.runs import (
@@ -80,6 +81,16 @@ class FitConfigSaver(SaveConfigCallback):
     def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
         if stage == "fit":
             super().setup(trainer, pl_module, stage)
+
+
+def check_config_files(argv: list[str]) -> None:
+    """Name the file in a YAML error (jsonargparse reports it as a "<unicode string>")."""
+    for flag, value in zip(argv, argv[1:]):
+        if flag in ("--config", "-c") and Path(value).is_file():
+            try:
+                yaml.safe_load(Path(value).read_text())
+            except yaml.YAMLError as e:
+                raise ConfigError(f"config file {value} is not valid YAML: {' '.join(str(e).split())}") from None
 
 
 class LinlightCLI(LightningCLI):
@@ -126,6 +137,8 @@ class LinlightCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then, given a checkpoint, parse again with the checkpoint's settings as the defaults."""
+        if isinstance(args, list) or args is None:
+            check_config_files(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand is None:

@@ -1,24 +1,36 @@
-"""Bad input ends with one clear error line and a non-zero exit: no traceback, nothing lost, no code run."""
+"""Bad input ends with one clear error line and a non-zero exit: no traceback, nothing lost, no code run.
+
+The cases run in this process through the command's own `main`; one case runs as a real process, for the
+exit code and stderr a shell sees.
+"""
 
 import os
 import pickle
 
 import pytest
 import torch
-from conftest import linlight, load_ckpt, run_dir, scalars
+from conftest import cli, linlight, load_ckpt, run_dir, scalars
 
-FAST = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+from linlight.errors import CheckpointError
+from linlight.export import load_model
+
+FAST = ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
 
 
-def fails(tmp_path, *args, words: str, code: int | None = None):
-    proc = linlight(*args, *FAST, cwd=tmp_path, check=False)
-    assert proc.returncode != 0, proc.stderr
-    if code is not None:
-        assert proc.returncode == code
-    assert "Traceback" not in proc.stderr + proc.stdout
-    last = proc.stderr.strip().splitlines()[-1]
+def fails(tmp_path, *args, words: str, code: int = 1) -> str:
+    got, out, err = cli(*args, *FAST, cwd=tmp_path)
+    assert got == code, err
+    assert "Traceback" not in out + err
+    last = err.strip().splitlines()[-1]
     assert last.startswith("linlight: error:") and words in last, last
-    return proc
+    return last
+
+
+def test_an_error_as_a_shell_sees_it(tmp_path):
+    proc = linlight("fit", "--model.lr", "-1", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "linlight: error: model.lr must be a positive finite number, got -1.0"
+    assert not (tmp_path / "lightning_logs").exists()
 
 
 @pytest.mark.parametrize(
@@ -31,29 +43,38 @@ def fails(tmp_path, *args, words: str, code: int | None = None):
      (["--data.train_split", "1.5"], "train_split must be between 0 and 1"),
      (["--data.train_split", "0"], "train_split must be between 0 and 1"),
      (["--data.train_split", "0.01"], "empty train split"),
-     (["--data.weight", "nan"], "data.weight"), (["--data.bias", "inf"], "data.bias"),
-     (["--data.weight", "-inf"], "data.weight"),
      (["--data.batch_size", "0"], "data.batch_size must be a positive"),
-     (["--data.batch_size", "-2"], "data.batch_size must be a positive"),
-     (["--data.batch_size", "two"], "data.batch_size"),
-     (["--model.arch", "v3"], "model.arch"), (["--data.nokey", "1"], "unrecognized arguments")],
+     (["--data.batch_size", "-2"], "data.batch_size must be a positive")],
 )
 def test_impossible_settings(tmp_path, args, words):
     fails(tmp_path, "fit", *args, words=words)
     assert not (tmp_path / "lightning_logs").exists()  # refused before any work started
 
 
+@pytest.mark.parametrize(
+    "args, words",
+    [(["--data.batch_size", "two"], "data.batch_size"), (["--model.arch", "v3"], "model.arch"),
+     (["--data.weight", "nan"], 'key "data.weight"'), (["--data.bias", "inf"], 'key "data.bias"'),
+     (["--data.weight=-inf"], 'key "data.weight"'),
+     (["--data.nokey", "1"], "unrecognized arguments: --data.nokey 1")],
+)
+def test_unparsable_settings(tmp_path, args, words):
+    fails(tmp_path, "fit", *args, words=words, code=2)
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 def test_config_files(tmp_path):
-    fails(tmp_path, "fit", "--config", "missing.yaml", words="does not exist")
+    fails(tmp_path, "fit", "--config", "missing.yaml", words="missing.yaml", code=2)
     (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
-    fails(tmp_path, "fit", "--config", "bad.yaml", words="config")
+    fails(tmp_path, "fit", "--config", "bad.yaml", words="config file bad.yaml is not valid YAML")
     (tmp_path / "unknown.yaml").write_text("model:\n  arch: v2\n  learning_rate: 0.1\n")
-    fails(tmp_path, "fit", "--config", "unknown.yaml", words="learning_rate")
+    fails(tmp_path, "fit", "--config", "unknown.yaml", words="learning_rate", code=2)
     (tmp_path / "wrongtype.yaml").write_text("data:\n  step: fast\n")
-    fails(tmp_path, "fit", "--config", "wrongtype.yaml", words="data.step")
+    fails(tmp_path, "fit", "--config", "wrongtype.yaml", words="data.step", code=2)
+    assert not (tmp_path / "lightning_logs").exists()
 
 
-def test_unwritable_log_dir_fails_before_training(tmp_path):
+def test_unwritable_folders_fail_before_training(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     fails(tmp_path, "fit", "--trainer.default_root_dir", str(blocker / "runs"), words="cannot create run folder")
@@ -68,7 +89,8 @@ class Exploit:
 
 @pytest.fixture
 def trained(tmp_path):
-    linlight("fit", "--trainer.max_epochs", "20", *FAST, cwd=tmp_path)
+    code, _, err = cli("fit", "--trainer.max_epochs", "20", *FAST, cwd=tmp_path)
+    assert code == 0, err
     return run_dir(tmp_path) / "checkpoints" / "last.ckpt"
 
 
@@ -80,20 +102,28 @@ def test_bad_checkpoints(tmp_path, trained, monkeypatch):
     torch.save({"state_dict": {"encoder.weight": torch.zeros(3, 3)}, "pytorch-lightning_version": "2.6.0"},
                tmp_path / "foreign.ckpt")
     torch.save({"weight": torch.zeros(1, 1), "bias": torch.zeros(1)}, tmp_path / "model.pth")
+    torch.save({"state_dict": {k: v for k, v in torch.load(trained, weights_only=True)["state_dict"].items()},
+                "pytorch-lightning_version": "2.6.6"}, tmp_path / "weights_only.ckpt")
     marker = tmp_path / "PWNED"
     monkeypatch.setenv("PWNED_MARKER", str(marker))
     with open(tmp_path / "evil.ckpt", "wb") as f:
         pickle.dump({"state_dict": Exploit(), "pytorch-lightning_version": "2.6.0"}, f)
     torch.save({"state_dict": Exploit(), "pytorch-lightning_version": "2.6.0"}, tmp_path / "evil_torch.ckpt")
-    assert not marker.exists()
 
-    cases = {"missing.ckpt": "does not exist", "empty.ckpt": "is empty", "truncated.ckpt": "truncated or corrupt",
-             "random.ckpt": "not a", "foreign.ckpt": "checkpoint of another model",
-             "model.pth": "not a Lightning checkpoint", "evil.ckpt": "refusing to load",
-             "evil_torch.ckpt": "refusing to load"}
+    cases = {
+        "missing.ckpt": "does not exist", "empty.ckpt": "is empty (0 bytes)",
+        "truncated.ckpt": "is not a readable PyTorch checkpoint (truncated or corrupt)",
+        "random.ckpt": "it is not a checkpoint that loads safely as tensors and plain data",
+        "foreign.ckpt": "is a checkpoint of another model",
+        "model.pth": "is not a Lightning checkpoint (no 'state_dict'/'pytorch-lightning_version')",
+        "weights_only.ckpt": "holds weights only (no optimizer or loop state), so training cannot resume from it",
+        "evil.ckpt": "it is not a checkpoint that loads safely as tensors and plain data",
+        "evil_torch.ckpt": "it holds a Python object (posix.system)",
+    }
     for name, words in cases.items():
+        fails(tmp_path, "fit", "--ckpt_path", str(tmp_path / name), words=f"{tmp_path / name}")
         fails(tmp_path, "fit", "--ckpt_path", str(tmp_path / name), words=words)
-    for sub in ("test", "predict"):  # every subcommand reads checkpoints the same way
+    for sub in ("validate", "test", "predict"):  # every subcommand reads checkpoints the same way
         for name in ("evil_torch.ckpt", "truncated.ckpt"):
             fails(tmp_path, sub, "--ckpt_path", str(tmp_path / name), "--data.predict_x", "[1.0]", words=cases[name])
     assert not marker.exists(), "code in a checkpoint ran"
@@ -101,14 +131,24 @@ def test_bad_checkpoints(tmp_path, trained, monkeypatch):
     fails(tmp_path, "fit", "--ckpt_path", str(trained), "--weights_only", "false", words="weights_only=True")
 
 
+def test_a_malicious_state_dict_is_refused_by_load_model(tmp_path, monkeypatch):
+    marker = tmp_path / "PWNED"
+    monkeypatch.setenv("PWNED_MARKER", str(marker))
+    torch.save({"linear_layer.weight": Exploit()}, tmp_path / "model.pth")
+    with pytest.raises(CheckpointError, match=r"cannot read .*model.pth as a state_dict \(weights_only=True\)"):
+        load_model(tmp_path / "model.pth")
+    assert not marker.exists(), "code in a state_dict ran"
+
+
 def test_resume_with_other_data_is_refused(tmp_path, trained):
     fails(tmp_path, "fit", "--ckpt_path", "last", "--data.step", "0.01", words="data.step=0.01 (trained with 0.02)")
+    assert not run_dir(tmp_path, 1).exists()
 
 
 def test_divergence_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path):
     # unscaled inputs: the predictions overflow to inf at the second step
     args = ["--data.end", "1e20", "--data.step", "1e18", "--model.lr", "1", "--checkpoint.every_n_epochs", "1"]
-    fails(tmp_path, "fit", *args, words="diverged at epoch 1")
+    fails(tmp_path, "fit", *args, words="training diverged at epoch 1")
     ckpt_dir = run_dir(tmp_path) / "checkpoints"
     last = load_ckpt(ckpt_dir / "last.ckpt")
     assert last["epoch"] == 0  # saved after epoch 0, not overwritten by the failed epoch

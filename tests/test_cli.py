@@ -1,89 +1,126 @@
-"""The `linlight` command as a user runs it: help, configs, overrides, checkpoints, resume."""
+"""The `linlight` command: help, configs, overrides, run folders, checkpoints, resume.
+
+Most run in this process (`conftest.cli`, the command's own `main`); the process itself (the console script,
+exit codes, start-up) is tested by a few subprocess tests here and in test_resume.py and test_bad_input.py.
+"""
 
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, REPO, linlight, load_ckpt, run_dir, scalars
+from conftest import CONFIGS, REPO, cli, load_ckpt, run_dir, scalars
 from plain import plain_loop
 
-FAST = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+FAST = ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
+
+
+def fit(cwd, *args):
+    code, out, err = cli("fit", *args, *FAST, cwd=cwd)
+    assert code == 0, err
+    return out, err
 
 
 def test_console_script_help():
-    beside_python = Path(sys.executable).parent / "linlight"  # where pip puts it in this environment
-    exe = str(beside_python) if beside_python.exists() else shutil.which("linlight")
-    assert exe, "the linlight console script is not installed"
-    out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
+    exe = Path(sys.executable).parent / "linlight"  # where pip put it in this environment
+    assert exe.is_file(), "the linlight console script is not installed"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
     for sub in ("fit", "validate", "test", "predict"):
         assert sub in out
-    fit_help = subprocess.run([exe, "fit", "--help"], capture_output=True, text=True, check=True).stdout
-    for option in ("--model.arch", "--model.lr", "--data.step", "--data.batch_size", "--checkpoint.every_n_epochs"):
-        assert option in fit_help
+
+
+def test_fit_help_lists_the_settings(tmp_path):
+    code, out, _ = cli("fit", "--help", cwd=tmp_path)
+    assert code == 0
+    for option in ("--model.arch", "--model.lr", "--data.step", "--data.batch_size", "--checkpoint.every_n_epochs",
+                   "--data.predict_csv", "--predictions.output"):
+        assert option in out
 
 
 def test_print_config_shows_the_reference_defaults(tmp_path):
-    out = linlight("fit", "--print_config", cwd=tmp_path).stdout
+    code, out, _ = cli("fit", "--print_config", cwd=tmp_path)
     config = yaml.safe_load(out)
     assert config["seed_everything"] == 42
     assert config["model"] == {"arch": "v2", "lr": 0.01}
     assert config["data"]["step"] == 0.02 and config["data"]["batch_size"] is None
     assert config["trainer"]["max_epochs"] == 1000 and config["trainer"]["accelerator"] == "auto"
     assert config["checkpoint"]["save_last"] is True and config["checkpoint"]["monitor"] == "loss/val"
-    overridden = yaml.safe_load(linlight("fit", "--model.lr", "0.1", "--data.step", "0.01",
-                                         "--trainer.max_epochs", "50", "--print_config", cwd=tmp_path).stdout)
+    code, out, _ = cli("fit", "--model.lr", "0.1", "--data.step", "0.01", "--trainer.max_epochs", "50",
+                       "--print_config", cwd=tmp_path)
+    overridden = yaml.safe_load(out)
     assert overridden["model"]["lr"] == 0.1 and overridden["data"]["step"] == 0.01
     assert overridden["trainer"]["max_epochs"] == 50
 
 
+def test_an_abbreviated_option_is_an_error(tmp_path):
+    code, _, err = cli("fit", "--trainer.max_epoch", "10", cwd=tmp_path)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == ("linlight: error: unrecognized arguments: --trainer.max_epoch 10 "
+                                            "(see: linlight fit --help)")
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 def test_overrides_reach_the_run(tmp_path):
-    linlight("fit", "--model.lr", "0.05", "--data.step", "0.01", "--trainer.max_epochs", "30",
-             "--trainer.accelerator", "cpu", *FAST, cwd=tmp_path)
+    fit(tmp_path, "--model.lr", "0.05", "--data.step", "0.01", "--trainer.max_epochs", "30")
     truth = plain_loop(lr=0.05, step=0.01, epochs=30)
-    logged = scalars(run_dir(tmp_path))
-    assert [v for _, v in logged["loss/train"]] == truth.train_losses
+    assert [v for _, v in scalars(run_dir(tmp_path))["loss/train"]] == truth.train_losses
     saved = yaml.safe_load((run_dir(tmp_path) / "config.yaml").read_text())
     assert saved["model"]["lr"] == 0.05 and saved["data"]["step"] == 0.01
     ckpt = load_ckpt(run_dir(tmp_path) / "checkpoints" / "last.ckpt")
     assert ckpt["hyper_parameters"]["lr"] == 0.05 and ckpt["datamodule_hyper_parameters"]["step"] == 0.01
 
 
-@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml") if p.name != "sweep.yaml"))
-def test_every_shipped_config_runs_from_a_clone(config, tmp_path):
-    """`linlight fit --config linlight/configs/NAME.yaml`, run from the repository root as the README says."""
-    root = tmp_path / "runs"
-    linlight("fit", "--config", f"linlight/configs/{config}", "--trainer.default_root_dir", str(root),
-             "--trainer.max_epochs", "5", "--trainer.accelerator", "cpu", *FAST, cwd=REPO)
-    assert (run_dir(root) / "checkpoints" / "last.ckpt").is_file()
-    assert len(scalars(run_dir(root))["loss/train"]) == 5
+@pytest.mark.parametrize("config", ["v2.yaml", "model0.yaml", "exercise.yaml"])
+def test_every_shipped_config_runs_from_the_repository_root(config, tmp_path):
+    """`linlight fit --config linlight/configs/NAME.yaml`, from the repository root as the README says."""
+    code, _, err = cli("fit", "--config", f"linlight/configs/{config}", "--trainer.default_root_dir", str(tmp_path),
+                       "--trainer.max_epochs", "5", *FAST, cwd=REPO)
+    assert code == 0, err
+    assert len(scalars(run_dir(tmp_path))["loss/train"]) == 5
 
 
-def test_run_folder_contents_and_checkpoints(tmp_path):
-    linlight("fit", "--trainer.max_epochs", "250", *FAST, cwd=tmp_path)
+def test_shipped_configs_are_all_tested():
+    fit_configs = {p.name for p in CONFIGS.glob("*.yaml")} - {"sweep.yaml"}  # sweep.yaml: test_sweep.py
+    assert fit_configs == {"v2.yaml", "model0.yaml", "exercise.yaml"}
+
+
+def test_run_folder_checkpoints_and_the_best_one(tmp_path):
+    out, _ = fit(tmp_path, "--trainer.max_epochs", "250")
     run = run_dir(tmp_path)
     assert (run / "config.yaml").is_file() and (run / "hparams.yaml").is_file()
-    assert list(run.glob("events.out.tfevents.*"))
-    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert "last.ckpt" in ckpts and any(name.startswith("best-") for name in ckpts)
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    truth = plain_loop(epochs=250)
+    best_epoch = 99 if truth.test_losses[99] <= truth.test_losses[199] else 199  # best of the epochs saved
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"best-epoch={best_epoch}.ckpt", "last.ckpt"]
     last = load_ckpt(run / "checkpoints" / "last.ckpt")  # weights_only=True
     assert last["epoch"] == 250  # the final state, although 250 is not a multiple of every_n_epochs=100
-    truth = plain_loop(epochs=250)
     assert torch.equal(last["state_dict"]["model.linear_layer.weight"], truth.state["weight"])
-    best = load_ckpt(next((run / "checkpoints").glob("best-*.ckpt")))
-    assert best["callbacks"]  # a full Lightning checkpoint
-    val = dict(scalars(run)["loss/val"])
-    best_epoch = int(next((run / "checkpoints").glob("best-*.ckpt")).stem.split("=")[1])
-    assert val[best_epoch] == min(val[e] for e in (99, 199))  # best of the epochs checkpointed
+    # the summary: where everything is, with commands that run as printed
+    assert f"last         {run / 'checkpoints' / 'last.ckpt'}" in out
+    assert f"best         {run / 'checkpoints' / f'best-epoch={best_epoch}.ckpt'}" in out
+    assert f"TensorBoard  {sys.prefix}/bin/tensorboard --logdir {run.parent}" in out
+    assert (f"train more   {sys.prefix}/bin/linlight fit --ckpt_path {run / 'checkpoints' / 'last.ckpt'} "
+            "--trainer.max_epochs 500") in out
+
+    # --ckpt_path best: the best checkpoint of the newest run, continued in its run
+    _, err = fit(tmp_path, "--ckpt_path", "best", "--trainer.max_epochs", str(best_epoch + 11))
+    assert f"best-epoch={best_epoch}.ckpt" in err
+    logged = scalars(run)
+    assert [s for s, _ in logged["loss/train"]] == list(range(best_epoch + 11))
+    assert [v for _, v in logged["loss/train"]] == plain_loop(epochs=best_epoch + 11).train_losses
 
 
 def test_resume_last_continues_the_same_run(tmp_path):
-    linlight("fit", "--trainer.max_epochs", "120", *FAST, cwd=tmp_path)
-    proc = linlight("fit", "--ckpt_path", "last", "--trainer.max_epochs", "300", *FAST, cwd=tmp_path)
-    assert "version_0/checkpoints/last.ckpt" in proc.stderr
+    fit(tmp_path, "--trainer.max_epochs", "120")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, err = fit(tmp_path, "--ckpt_path", "last", "--trainer.max_epochs", "300")
+    assert "version_0/checkpoints/last.ckpt" in err
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]  # continuing it is the point
     assert not run_dir(tmp_path, 1).exists()  # no new run folder
     logged = scalars(run_dir(tmp_path))
     truth = plain_loop(epochs=300)
@@ -94,12 +131,21 @@ def test_resume_last_continues_the_same_run(tmp_path):
     assert torch.equal(last["state_dict"]["model.linear_layer.bias"], truth.state["bias"])
 
 
-def test_resume_from_a_path(tmp_path):
-    linlight("fit", "--trainer.max_epochs", "100", *FAST, cwd=tmp_path)
+def test_resume_takes_the_runs_settings(tmp_path):
+    """Resumed without repeating them, a run keeps its settings: its model, data and epochs."""
+    fit(tmp_path, "--model.arch", "model0", "--data.step", "0.01", "--trainer.max_epochs", "60",
+        "--checkpoint.every_n_epochs", "20")
+    code, _, err = cli("fit", "--ckpt_path", "last", "--trainer.max_epochs", "90", cwd=tmp_path)  # nothing else
+    assert code == 0, err
+    truth = plain_loop(arch="model0", step=0.01, epochs=90)
+    assert [v for _, v in scalars(run_dir(tmp_path))["loss/train"]] == truth.train_losses
+
+
+def test_resume_from_a_file_outside_the_runs_starts_a_new_run(tmp_path):
+    fit(tmp_path, "--trainer.max_epochs", "100")
     saved = tmp_path / "saved.ckpt"
     shutil.copy(run_dir(tmp_path) / "checkpoints" / "last.ckpt", saved)
-    linlight("fit", "--ckpt_path", str(saved), "--trainer.max_epochs", "150", *FAST, cwd=tmp_path)
-    # a file outside the runs: a new run that starts from it
+    fit(tmp_path, "--ckpt_path", str(saved), "--trainer.max_epochs", "150")
     last = load_ckpt(run_dir(tmp_path, 1) / "checkpoints" / "last.ckpt")
     assert last["epoch"] == 150
     assert torch.equal(last["state_dict"]["model.linear_layer.weight"], plain_loop(epochs=150).state["weight"])
@@ -107,21 +153,7 @@ def test_resume_from_a_path(tmp_path):
 
 
 def test_resume_last_without_any_run_is_an_error(tmp_path):
-    proc = linlight("fit", "--ckpt_path", "last", *FAST, cwd=tmp_path, check=False)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "no last checkpoint found" in proc.stderr.strip().splitlines()[-1]
+    code, _, err = cli("fit", "--ckpt_path", "last", *FAST, cwd=tmp_path)
+    assert code == 1
+    assert "no last checkpoint found" in err.strip().splitlines()[-1]
     assert not (tmp_path / "lightning_logs" / "version_0").exists()  # no silent fresh start
-
-
-def test_test_and_predict_use_the_newest_run(tmp_path):
-    linlight("fit", "--trainer.max_epochs", "200", *FAST, cwd=tmp_path)
-    test = linlight("test", *FAST, cwd=tmp_path)
-    assert "test/mae" in test.stdout
-    logged = scalars(run_dir(tmp_path))
-    assert "test/loss" in logged and "test/r2" in logged
-    pred = linlight("predict", "--data.predict_x", "[0.0, 0.5, 2.0]", *FAST, cwd=tmp_path)
-    rows = [line.split(",") for line in pred.stdout.strip().splitlines()]
-    assert rows[0] == ["x", "y"]
-    w, b = (t.item() for t in plain_loop(epochs=200).state.values())
-    for x, y in rows[1:]:
-        assert float(y) == pytest.approx(w * float(x) + b, abs=1e-6)
