@@ -18,6 +18,7 @@ ends with one clear line; ``fit`` ends with a summary of where everything is and
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -85,7 +86,7 @@ class FitConfigSaver(SaveConfigCallback):
 
 def check_config_files(argv: list[str]) -> None:
     """Name the file in a YAML error (jsonargparse reports it as a "<unicode string>")."""
-    for flag, value in zip(argv, argv[1:]):
+    for flag, value in itertools.pairwise(argv):
         if flag in ("--config", "-c") and Path(value).is_file():
             try:
                 yaml.safe_load(Path(value).read_text())

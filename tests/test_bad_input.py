@@ -29,7 +29,8 @@ def fails(tmp_path, *args, words: str, code: int = 1) -> str:
 def test_an_error_as_a_shell_sees_it(tmp_path):
     proc = linlight("fit", "--model.lr", "-1", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == "linlight: error: model.lr must be a positive finite number, got -1.0"
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "linlight: error: model.lr must be a positive finite number, got -1.0"
     assert not (tmp_path / "lightning_logs").exists()
 
 

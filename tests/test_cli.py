@@ -42,14 +42,14 @@ def test_fit_help_lists_the_settings(tmp_path):
 
 
 def test_print_config_shows_the_reference_defaults(tmp_path):
-    code, out, _ = cli("fit", "--print_config", cwd=tmp_path)
+    _, out, _ = cli("fit", "--print_config", cwd=tmp_path)
     config = yaml.safe_load(out)
     assert config["seed_everything"] == 42
     assert config["model"] == {"arch": "v2", "lr": 0.01}
     assert config["data"]["step"] == 0.02 and config["data"]["batch_size"] is None
     assert config["trainer"]["max_epochs"] == 1000 and config["trainer"]["accelerator"] == "auto"
     assert config["checkpoint"]["save_last"] is True and config["checkpoint"]["monitor"] == "loss/val"
-    code, out, _ = cli("fit", "--model.lr", "0.1", "--data.step", "0.01", "--trainer.max_epochs", "50",
+    _, out, _ = cli("fit", "--model.lr", "0.1", "--data.step", "0.01", "--trainer.max_epochs", "50",
                        "--print_config", cwd=tmp_path)
     overridden = yaml.safe_load(out)
     assert overridden["model"]["lr"] == 0.1 and overridden["data"]["step"] == 0.01
