@@ -184,7 +184,7 @@ class LineDataModule(pl.LightningDataModule):
     def test_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.x[self.n_train :], self.y[self.n_train :]
 
-    def _batches(self, x: torch.Tensor, y: torch.Tensor | None, shuffle: bool) -> TensorBatches:
+    def _batches(self, x: torch.Tensor, y: torch.Tensor | None, shuffle: bool, split: str) -> TensorBatches:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = EpochSampler(len(x), self.hparams.batch_size, shuffle, self.hparams.seed, rank, world)
         if world > 1:
@@ -192,20 +192,20 @@ class LineDataModule(pl.LightningDataModule):
             sizes = {min(bs, n)} | ({n % bs} if n > bs and n % bs else set())  # full batches and the last one
             if any(s % world for s in sizes):
                 raise ConfigError(
-                    f"with {world} processes every batch must split into equal shares, but the batch sizes of "
-                    f"{len(x)} points in batches of {sampler.batch_size} are {sorted(sizes)}; choose data.batch_size "
-                    f"and the split sizes as multiples of {world}"
+                    f"with {world} processes every batch must split into equal shares, but the {split} split's "
+                    f"{len(x)} points in batches of {sampler.batch_size} make batches of {sorted(sizes)}; choose "
+                    f"data.batch_size and the split sizes as multiples of {world}"
                 )
         return TensorBatches(x, y, sampler)
 
     def train_dataloader(self) -> TensorBatches:
-        return self._batches(*self.train_data, shuffle=self.hparams.shuffle)
+        return self._batches(*self.train_data, shuffle=self.hparams.shuffle, split="train")
 
     def val_dataloader(self) -> TensorBatches:
-        return self._batches(*self.test_data, shuffle=False)
+        return self._batches(*self.test_data, shuffle=False, split="test")
 
     def test_dataloader(self) -> TensorBatches:
-        return self._batches(*self.test_data, shuffle=False)
+        return self._batches(*self.test_data, shuffle=False, split="test")
 
     def predict_dataloader(self) -> DataLoader:
         """A ``DataLoader``, once per run: through its sampler Lightning tells prediction writers which x is whose."""

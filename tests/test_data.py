@@ -1,5 +1,7 @@
 """The data module: the tutorial's line, its in-order split, cheap batches, shuffling and sharding."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -119,3 +121,15 @@ def test_predict_inputs(tmp_path):
     csv.write_text("x\nabc\n")
     with pytest.raises(ConfigError, match="one number per row"):
         dm.predict_dataloader()
+
+
+@pytest.mark.parametrize("batch_size, splits", [(7, False), (8, True), (None, True)])
+def test_shares_that_cannot_be_equal_are_refused(batch_size, splits):
+    """With 2 processes, every batch (the short last one too) must split in two: 40 points in 7s leave 5."""
+    dm = setup(batch_size=batch_size)
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=2)  # what the Trainer tells the data module
+    if splits:
+        assert len(list(dm.train_dataloader())) == len(dm.train_dataloader())
+    else:
+        with pytest.raises(ConfigError, match=r"the train split's 40 points in batches of 7 make batches of \[5, 7\]"):
+            dm.train_dataloader()

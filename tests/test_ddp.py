@@ -23,6 +23,7 @@ def probe(out):
 def assert_close_to(run, truth, tol=1e-6):
     logged = scalars(run)
     assert [s for s, _ in logged["loss/train"]] == list(range(len(truth.train_losses)))
+    assert len(logged["loss/val"]) == len(truth.test_losses)
     for (_, got), want in zip(logged["loss/train"], truth.train_losses):
         assert abs(got - want) <= tol
     for (_, got), want in zip(logged["loss/val"], truth.test_losses):
@@ -45,6 +46,7 @@ def test_two_processes_full_batch_equal_one_and_each_sees_half(tmp_path):
     assert len(list(run_dir(tmp_path).glob("events.out.tfevents.*"))) == 1
     a, b = shards(tmp_path / "seen")
     assert a["world_size"] == b["world_size"] == 2
+    assert len(a["seen"]) == len(b["seen"]) == 150
     full = [round(0.02 * i, 6) for i in range(40)]
     for epoch_a, epoch_b in zip(a["seen"], b["seen"]):
         (xa,), (xb,) = epoch_a, epoch_b  # one (half) batch each per epoch
@@ -62,6 +64,7 @@ def test_shuffled_batch_size_is_global(tmp_path):
     linlight("fit", *args, *DDP, *FAST, *probe(double / "seen"), cwd=double, env=PROBE_ENV)
     one = torch.load(single / "seen" / "rank0.pt", weights_only=True)["seen"]
     a, b = (s["seen"] for s in shards(double / "seen"))
+    assert len(one) == len(a) == len(b) == 40
     for epoch, (batches, batches_a, batches_b) in enumerate(zip(one, a, b)):
         assert len(batches) == len(batches_a) == len(batches_b) == 5
         for whole, xa, xb in zip(batches, batches_a, batches_b):
@@ -70,6 +73,16 @@ def test_shuffled_batch_size_is_global(tmp_path):
     got = load_ckpt(run_dir(double) / "checkpoints" / "last.ckpt")["state_dict"]
     want = load_ckpt(run_dir(single) / "checkpoints" / "last.ckpt")["state_dict"]
     assert all(torch.allclose(got[k], want[k], atol=1e-6, rtol=0) for k in want)
+
+
+@pytest.mark.slow
+def test_batches_that_do_not_split_evenly_are_refused(tmp_path):
+    proc = linlight("fit", *DDP, "--data.batch_size", "7", "--trainer.max_epochs", "5", *FAST, cwd=tmp_path,
+                    check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "linlight: error: with 2 processes every batch must split into equal shares, but the test split's 10 points "
+        "in batches of 7 make batches of [3, 7]; choose data.batch_size and the split sizes as multiples of 2")
 
 
 @pytest.mark.slow
