@@ -71,21 +71,33 @@ class TensorBatches:
     """An iterable of ``(x, y)`` batches cut from two tensors by an ``EpochSampler``.
 
     It is not a ``DataLoader`` on purpose: Lightning leaves it as it is (no ``DistributedSampler`` is
-    injected; the sampler already shards), and there is no per-sample work or worker process.
+    injected; the sampler already shards), and there is no per-sample work or worker process. With
+    ``steps_per_execution`` K > 1 it yields lists of K consecutive batches (the last list may be shorter):
+    Lightning runs one step per list, and the LightningModule runs K optimizer steps in it.
     """
 
     batch_sampler = None  # the DataLoader attributes Lightning inspects: ``sampler`` and ``batch_sampler``
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor | None, sampler: EpochSampler) -> None:
-        self.x, self.y, self.sampler = x, y, sampler
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, sampler: EpochSampler, steps_per_execution: int = 1) -> None:
+        self.x, self.y, self.sampler, self.steps_per_execution = x, y, sampler, steps_per_execution
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        return math.ceil(len(self.sampler) / self.steps_per_execution)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor] | torch.Tensor]:
-        x, y = self.x, self.y
-        for idx in self.sampler:
-            yield x[idx] if y is None else (x[idx], y[idx])
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor] | list[tuple[torch.Tensor, torch.Tensor]]]:
+        x, y, k = self.x, self.y, self.steps_per_execution
+        batches = ((x[idx], y[idx]) for idx in self.sampler)
+        if k == 1:
+            yield from batches
+            return
+        group = []
+        for batch in batches:
+            group.append(batch)
+            if len(group) == k:
+                yield group
+                group = []
+        if group:
+            yield group
 
 
 def read_x_csv(path: Path) -> torch.Tensor:
@@ -124,6 +136,10 @@ class LineDataModule(pl.LightningDataModule):
         batch_size: global batch size; ``None`` is the whole split in one batch (the tutorial).
         shuffle: reshuffle the training data every epoch (from ``seed`` and the epoch number).
         seed: seed of the shuffle order.
+        steps_per_execution: batches per Lightning step (K). With K > 1 the LightningModule runs K optimizer
+            steps on K consecutive batches inside one Lightning step, so Lightning's per-step cost is paid once
+            per K batches: for many small batches an epoch. The batches, their order and every result are
+            those of K = 1; per-batch callback hooks run once per K batches.
         predict_x: X values to predict for ``linlight predict``.
         predict_csv: a CSV file of X values to predict for ``linlight predict``.
     """
@@ -139,6 +155,7 @@ class LineDataModule(pl.LightningDataModule):
         batch_size: int | None = None,
         shuffle: bool = False,
         seed: int = 42,
+        steps_per_execution: int = 1,
         predict_x: list[float] | None = None,
         predict_csv: Path | None = None,
     ) -> None:
@@ -161,6 +178,8 @@ class LineDataModule(pl.LightningDataModule):
             )
         if batch_size is not None and batch_size <= 0:
             raise ConfigError(f"data.batch_size must be a positive integer (or null for full batch), got {batch_size}")
+        if steps_per_execution < 1:
+            raise ConfigError(f"data.steps_per_execution must be a positive integer, got {steps_per_execution}")
         if predict_x is not None and not all(math.isfinite(v) for v in predict_x):
             raise ConfigError("data.predict_x must contain finite numbers only")
         self.save_hyperparameters(ignore=["predict_x", "predict_csv"])
@@ -196,7 +215,7 @@ class LineDataModule(pl.LightningDataModule):
                     f"{len(x)} points in batches of {sampler.batch_size} make batches of {sorted(sizes)}; choose "
                     f"data.batch_size and the split sizes as multiples of {world}"
                 )
-        return TensorBatches(x, y, sampler)
+        return TensorBatches(x, y, sampler, self.hparams.steps_per_execution)
 
     def train_dataloader(self) -> TensorBatches:
         return self._batches(*self.train_data, shuffle=self.hparams.shuffle, split="train")

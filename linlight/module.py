@@ -27,13 +27,19 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
-from torchmetrics import MetricCollection
 
 from linlight.board import RunLogger
 from linlight.checkpoints import next_epoch
 from linlight.errors import ConfigError, DivergedError
-from linlight.metrics import regression_metrics
+from linlight.metrics import RegressionMetrics
 from linlight.models import Arch, build_model
+
+Batch = tuple[torch.Tensor, torch.Tensor] | list[tuple[torch.Tensor, torch.Tensor]]  # a list: steps_per_execution
+
+
+def parts(batch: Batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``(x, y)`` batches in one Lightning batch: itself, or the K of ``data.steps_per_execution``."""
+    return batch if isinstance(batch[0], (tuple, list)) else [batch]
 
 
 class LitLinearRegression(pl.LightningModule):
@@ -52,8 +58,8 @@ class LitLinearRegression(pl.LightningModule):
         self.model = build_model(arch)
         self.loss_fn = nn.L1Loss()
         # compute_groups=False: the three metrics share no state, so grouping only adds checks to every update
-        self.val_metrics = regression_metrics("val/")
-        self.test_metrics = regression_metrics("test/")
+        self.val_metrics = RegressionMetrics("val/")
+        self.test_metrics = RegressionMetrics("test/")
         self._loss_sums: dict[str, list[torch.Tensor]] = {}  # per stage: loss * batch size, per step
         self._counts: dict[str, int] = {}
         self.epoch_metrics: dict[str, float] = {}
@@ -62,37 +68,58 @@ class LitLinearRegression(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        if self.automatic_optimization:
+            return self._shared_step(batch, "train")
+        optimizer = self.optimizers()  # data.steps_per_execution > 1: K batches, K optimizer steps, one Lightning step
+        for part in parts(batch):
+            loss = self._shared_step(part, "train")
+            optimizer.zero_grad()  # the order of Lightning's automatic optimization (and the tutorial's)
+            self.manual_backward(loss)
+            optimizer.step()
+        return None
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "val")
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "test")
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
 
     def predict_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         (x,) = batch
         return self(x)
 
+    def _eval_step(self, batch: Batch, stage: str) -> None:
+        for part in parts(batch):
+            self._shared_step(part, stage)
+
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         pred = self(x)
         loss = self.loss_fn(pred, y)
-        if stage == "train" and not torch.isfinite(loss):
-            raise DivergedError(
-                f"training diverged at epoch {self.current_epoch}: the loss is {loss.item()}; "
-                f"try a smaller learning rate than --model.lr {self.hparams.lr}"
-            )
         # float64 sums: a full batch's mean comes back bit for bit, many batches' mean is exact enough
         self._loss_sums.setdefault(stage, []).append(loss.detach().double() * len(x))
         self._counts[stage] = self._counts.get(stage, 0) + len(x)
         if stage != "train":
-            self._stage_metrics(stage).update(pred.double(), y.double())
+            self._stage_metrics(stage).update(pred, y)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        steps = getattr(datamodule.hparams, "steps_per_execution", 1) if datamodule is not None else 1
+        if steps > 1 and stage == "fit":
+            # Lightning checks these settings against manual optimization before this hook: say it here
+            for option, value, default in (("gradient_clip_val", self.trainer.gradient_clip_val, None),
+                                           ("accumulate_grad_batches", self.trainer.accumulate_grad_batches, 1)):
+                if value not in (default, 0):
+                    raise ConfigError(
+                        f"data.steps_per_execution {steps} runs the optimizer inside one Lightning step, where "
+                        f"--trainer.{option} {value} cannot apply; leave it out or use data.steps_per_execution 1"
+                    )
+        self.automatic_optimization = steps == 1
 
     def on_fit_start(self) -> None:
         if isinstance(self.logger, RunLogger) and self.trainer.is_global_zero:
@@ -116,7 +143,7 @@ class LitLinearRegression(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    def _stage_metrics(self, stage: str) -> MetricCollection:
+    def _stage_metrics(self, stage: str) -> RegressionMetrics:
         return self.val_metrics if stage == "val" else self.test_metrics
 
     def _log_epoch(self, stage: str) -> None:
@@ -125,6 +152,11 @@ class LitLinearRegression(pl.LightningModule):
         if not sums:
             return
         total = torch.stack(sums).sum() if len(sums) > 1 else sums[0]
+        if stage == "train" and not torch.isfinite(total):  # once an epoch: no sync with the device every step
+            raise DivergedError(
+                f"training diverged at epoch {self.current_epoch}: the loss is {total.item() / self._counts[stage]}; "
+                f"try a smaller learning rate than --model.lr {self.hparams.lr}"
+            )
         count = torch.tensor(float(self._counts.pop(stage)), dtype=torch.float64, device=total.device)
         if self.trainer.world_size > 1:  # every process saw an equal share: sum over all of them
             total, count = (self.trainer.strategy.reduce(t, reduce_op="sum") for t in (total, count))
