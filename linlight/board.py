@@ -19,7 +19,9 @@ the two losses in one chart and learned against true in one chart each.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -48,7 +50,18 @@ class RunLogger(TensorBoardLogger):
 
     A step's scalars go into one event (one write), not one event each as ``add_scalar`` writes them: with
     eleven scalars an epoch, that is most of the logger's cost. TensorBoard reads both the same way.
+
+    A resumed run (``purge_step`` set) starts its event file in a later second than the run's earlier ones:
+    TensorBoard reads a run's files in name order, the names begin with the second a file was opened in, and
+    within one second the process ids would decide, so a run resumed at once could show its epochs shuffled.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if kwargs.get("purge_step") is not None:
+            opened = [int(p.name.split(".")[3]) for p in Path(self.log_dir).glob("events.out.tfevents.*")]
+            while opened and int(time.time()) <= max(opened):
+                time.sleep(0.02)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:

@@ -53,6 +53,7 @@ from linlight.runs import (
 from linlight.summary import fit_summary, linlight_fit
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SAME_RESULTS = {"steps_per_execution"}  # data settings that change how, not what, is computed: free on a resume
 
 # Lightning's own settings a run needs; checkpoint cadence is a setting (--checkpoint.every_n_epochs).
 CHECKPOINT_DEFAULTS = {
@@ -194,7 +195,8 @@ class LinlightCLI(LightningCLI):
             return
         saved = checkpoint.get("datamodule_hyper_parameters", {})
         now = config.data.as_dict()
-        self.data_differs = {k: (v, now[k]) for k, v in saved.items() if k in now and now[k] != v}
+        self.data_differs = {k: (v, now[k]) for k, v in saved.items()
+                             if k in now and now[k] != v and k not in SAME_RESULTS}
         if not self.data_differs:
             return
         diffs = ", ".join(f"data.{k}={new!r} (trained with {old!r})" for k, (old, new) in self.data_differs.items())

@@ -139,3 +139,18 @@ def test_tensorboard_serves_the_story(reference_run):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_resumed_runs_events_are_read_after_the_earlier_ones(tmp_path):
+    """TensorBoard reads a run's event files in name order; names start with the second, then the pid."""
+    from linlight.board import RunLogger
+
+    run = tmp_path / "lightning_logs" / "version_0"
+    run.mkdir(parents=True)
+    earlier = run / f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.999999999.0"  # this second
+    earlier.write_bytes(b"")
+    logger = RunLogger(str(tmp_path), name="lightning_logs", version=0, purge_step=5)
+    logger.log_metrics({"loss/train": 0.5}, step=5)
+    logger.experiment.flush()
+    files = sorted(p.name for p in run.glob("events.out.tfevents.*"))
+    assert len(files) == 2 and files[0] == earlier.name
