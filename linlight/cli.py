@@ -27,14 +27,18 @@ from typing import Any, NoReturn
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from linlight import ddp, resume
 from linlight.callbacks import EpochProgressBar, GracefulStop, PredictionWriter, RunCheckpoint
 from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
 from linlight.data import LineDataModule
 from linlight.errors import CheckpointError, LinlightError
+from linlight.faults import user_error
+from linlight.locks import lock_run
+from linlight.logger import RunLogger
 from linlight.module import LitLinearRegression
+from linlight.records import RunRecord
 from linlight.runs import (
     VERSION_ENV,
     claim_version,
@@ -52,6 +56,9 @@ CHECKPOINT_DEFAULTS = {
     "checkpoint.save_last": True,
     "checkpoint.every_n_epochs": 100,
     "checkpoint.save_on_train_epoch_end": True,  # after the epoch's metrics are logged
+    # a resume with another cadence does not get its state back (its state key differs) and would save
+    # last-v1.ckpt beside a stale last.ckpt, which `--ckpt_path last` then resumes: replace last.ckpt instead
+    "checkpoint.enable_version_counter": False,
 }
 
 
@@ -65,14 +72,6 @@ class LinlightParser(LightningArgumentParser):
         sys.exit(2)
 
 
-class FitConfigSaver(SaveConfigCallback):
-    """Saves the resolved config in the run folder for ``fit`` only: a later ``test`` keeps it intact."""
-
-    def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
-        if stage == "fit":
-            super().setup(trainer, pl_module, stage)
-
-
 class LinlightCLI(LightningCLI):
     """``LightningCLI`` with linlight's run folders, resume, safe checkpoints and callbacks."""
 
@@ -82,7 +81,7 @@ class LinlightCLI(LightningCLI):
         super().__init__(
             LitLinearRegression,
             LineDataModule,
-            save_config_callback=FitConfigSaver,
+            save_config_callback=RunRecord,  # each fit segment's config, versions (linlight.records)
             save_config_kwargs={"overwrite": True},
             seed_everything_default=42,
             # the tutorial's 1000 epochs; metrics are logged per epoch (module.py), so no per-step interval;
@@ -105,6 +104,10 @@ class LinlightCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand is not None:
             self._resolve_ckpt_path(subcommand, self.config[subcommand])
+        self.given_model = resume.given_model_settings(parser, args, self.config)  # linlight.resume
+
+    def before_instantiate_classes(self) -> None:
+        resume.keep_given_model_settings(self.config, self.given_model)  # over the checkpoint's (linlight.resume)
 
     def _resolve_ckpt_path(self, subcommand: str, config: Any) -> None:
         """Turn ``last``/``best`` into a file, check the file, and find the run it continues."""
@@ -116,7 +119,7 @@ class LinlightCLI(LightningCLI):
         if ckpt is None:
             return
         root = Path(config.trainer.default_root_dir or os.getcwd())
-        path = find_checkpoint(root, ckpt) if ckpt in ("last", "best") else Path(ckpt)
+        path = find_checkpoint(root, ckpt, subcommand) if ckpt in ("last", "best") else Path(ckpt)
         checkpoint = read_checkpoint(path, need_training_state=subcommand == "fit")
         config.ckpt_path = str(path)
         if subcommand == "fit":
@@ -149,12 +152,13 @@ class LinlightCLI(LightningCLI):
         kwargs["plugins"] = [SafeCheckpointIO(), *(config.get("plugins") or [])]
         if config.get("logger") in (None, True):
             kwargs["logger"] = self._logger(config)
+        ddp.use_for_ddp_names()  # `--trainer.strategy ddp` times out in 60 s, not 30 min (linlight.ddp)
         trainer = super().instantiate_trainer(**kwargs)
         if self.subcommand != "predict":  # every callback costs a call at every hook of every batch
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, PredictionWriter)]
         return trainer
 
-    def _logger(self, config: dict[str, Any]) -> TensorBoardLogger | bool:
+    def _logger(self, config: dict[str, Any]) -> RunLogger | bool:
         """Lightning's default TensorBoard logger, writing into a claimed (or the resumed) run folder."""
         if self.subcommand == "predict":
             return False
@@ -167,9 +171,11 @@ class LinlightCLI(LightningCLI):
                 version = claim_version(root)
         if version is not None and is_primary_process():
             os.environ[VERSION_ENV] = str(version)
+            if self.subcommand == "fit":  # one writer per run: fail now if another process trains it
+                self.run_lock = lock_run(runs_dir(root) / f"version_{version}")  # (linlight.locks)
         purge_step = self.next_epoch if self.subcommand == "fit" else None
-        return TensorBoardLogger(root, name="lightning_logs", version=version, default_hp_metric=False,
-                                 purge_step=purge_step)
+        return RunLogger(root, name="lightning_logs", version=version, default_hp_metric=False,
+                         purge_step=purge_step)
 
     def after_fit(self) -> None:
         stop = next((c for c in self.trainer.callbacks if isinstance(c, GracefulStop)), None)
@@ -207,6 +213,12 @@ def user_errors() -> Iterator[None]:
         sys.exit(128 + e.signum)
     except LinlightError as e:
         print(f"linlight: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:  # a fault a run meets (a full disk, a lost DDP peer): one line (linlight.faults)
+        error = user_error(e)
+        if error is None:
+            raise
+        print(f"linlight: error: {error}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -102,6 +102,13 @@ class LitLinearRegression(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
 
+    def on_train_start(self) -> None:
+        # A resumed fit restores the optimizer's state, learning rate included, after configure_optimizers;
+        # the lr this run was started with (``--model.lr``, see linlight.resume) is the one to train with.
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = self.hparams.lr
+
     def on_fit_start(self) -> None:
         if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
             self.logger.experiment.add_custom_scalars(CUSTOM_SCALARS)
