@@ -21,9 +21,13 @@ from typing import BinaryIO
 TEMP_RE = re.compile(r"\.(?P<name>.+)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
 
 
+def _host() -> str:
+    return socket.gethostname().split(".")[0] or "host"
+
+
 def temp_path(path: Path) -> Path:
     """A fresh hidden temporary name beside ``path``, saying which host and process writes it."""
-    host = socket.gethostname().split(".")[0].replace(".", "-") or "host"
+    host = _host()
     return path.with_name(f".{path.name}.{host}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
@@ -72,16 +76,19 @@ def remove_stale_temps(folder: str | Path, any_writer: bool = False) -> list[Pat
     be running); with it (the caller holds the run's lock, so no one else writes here) every one goes.
     """
     removed = []
-    host = socket.gethostname().split(".")[0].replace(".", "-") or "host"
+    host = _host()
     try:
         entries = list(Path(folder).iterdir())
     except OSError:
         return removed
     for p in entries:
         m = TEMP_RE.fullmatch(p.name)
-        if not m or int(m.group("pid")) == os.getpid():
+        if not m:
             continue
-        if any_writer or (m.group("host") == host and not _alive(int(m.group("pid")))):
+        here, pid = m.group("host") == host, int(m.group("pid"))
+        if here and pid == os.getpid():  # this process's own write in progress
+            continue
+        if any_writer or (here and not _alive(pid)):
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed.append(p)

@@ -35,7 +35,7 @@ from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
 from linlight.data import LineDataModule
 from linlight.errors import CheckpointError, LinlightError
 from linlight.faults import user_error
-from linlight.locks import lock_run
+from linlight.locks import lock_run, release_all
 from linlight.logger import RunLogger
 from linlight.module import LitLinearRegression
 from linlight.records import RunRecord
@@ -220,6 +220,8 @@ def user_errors() -> Iterator[None]:
             raise
         print(f"linlight: error: {error}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        release_all()  # a run's lock lasts as long as the command (linlight.locks)
 
 
 def main(args: list[str] | None = None) -> None:

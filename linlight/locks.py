@@ -3,7 +3,8 @@
 ``lock_run`` takes ``fcntl.flock(LOCK_EX | LOCK_NB)`` on the lock file and writes the holder's pid and host
 into it. The kernel releases the lock when the holder exits, however it exits (kill -9 included), so
 the lock never goes stale and is never deleted. A second ``linlight fit`` into the same run fails at once,
-before it writes anything, naming the holder.
+before it writes anything, naming the holder. A process that lives on after its command (a script, a
+notebook calling ``linlight.cli.main``) releases it when the command ends (``release_all``).
 
 Where the filesystem cannot lock (``ENOLCK``, ``ENOSYS``, ``EOPNOTSUPP``: NFS without a working lock
 manager, Lustre mounted without ``-o flock``), the run stops with an error rather than going unguarded:
@@ -39,7 +40,8 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-        _held.pop(self.run_dir, None)
+        if _held.get(self.run_dir) is self:
+            del _held[self.run_dir]
 
 
 def lock_run(run_dir: str | Path) -> RunLock:
@@ -73,6 +75,12 @@ def lock_run(run_dir: str | Path) -> RunLock:
         pass  # the lock holds without the note (e.g. a full disk): the note is for people
     lock = _held[run_dir] = RunLock(run_dir, fd)
     return lock
+
+
+def release_all() -> None:
+    """Release every run lock this process holds: its command is over (a script or notebook lives on)."""
+    for lock in list(_held.values()):
+        lock.release()
 
 
 def holds_lock(run_dir: str | Path) -> bool:

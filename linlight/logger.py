@@ -3,8 +3,9 @@
 TensorBoard writes events from a background thread (``EventFileWriter``). When a write fails (a full
 disk, a quota, a read-only folder) the thread stores the ``OSError``, prints it as an uncaught thread
 exception, drops every queued event and dies; the error surfaces in the training process at the next
-``add_scalar`` or ``flush``. Nothing is lost silently, but the error names no file and arrives with two
-tracebacks. ``RunLogger`` turns it into ``WriteFailed`` naming the run folder, keeps the thread's
+``add_scalar`` or ``flush``. Nothing is lost silently, but the error names no file, arrives with two
+tracebacks, and Lightning's ``log_metrics`` re-raises it as "you tried to log 0.01 which is currently not
+supported". ``RunLogger`` turns it into ``WriteFailed`` naming the run folder, keeps the thread's
 duplicate report off stderr, and lets a failed run's final flush fail quietly (the first error is the
 one to report). Checkpoints are written only after a successful flush (``RunCheckpoint``), so the
 events of every epoch a checkpoint holds are on disk.
@@ -32,6 +33,10 @@ class RunLogger(TensorBoardLogger):
             super().log_metrics(metrics, step)
         except OSError as e:
             raise self._failed(e) from None
+        except ValueError as e:  # Lightning re-raises any add_scalar error as "you tried to log X ..."
+            if isinstance(e.__cause__, OSError):
+                raise self._failed(e.__cause__) from None
+            raise
 
     def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None, step: int | None = None) -> None:
         try:
@@ -53,7 +58,7 @@ class RunLogger(TensorBoardLogger):
                 raise self._failed(e) from None
 
     def _failed(self, e: OSError) -> WriteFailed:
-        return WriteFailed("write TensorBoard events in", self.log_dir, e)
+        return WriteFailed("write TensorBoard logs in", self.log_dir, e)
 
 
 def _quiet_event_writer_thread() -> None:

@@ -46,8 +46,8 @@ def software_versions() -> dict[str, str]:
         own = version("linlight")
     except Exception:  # running from a source tree that is not installed
         own = "unknown"
-    return {"python": platform.python_version(), "torch": str(torch.__version__), "lightning": str(lightning.__version__),
-            "linlight": own}
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "lightning": str(lightning.__version__), "linlight": own}
 
 
 def segment_configs(run_dir: str | Path) -> list[Path]:

@@ -28,8 +28,11 @@ class PlainRun:
 
 
 def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epochs=1000, lr=0.01,
-               test_every=1) -> PlainRun:
-    """The tutorial's loop: seed 42, full batch, L1 loss, SGD, a test pass under inference_mode."""
+               test_every=1, lr_changes: dict[int, float] | None = None) -> PlainRun:
+    """The tutorial's loop: seed 42, full batch, L1 loss, SGD, a test pass under inference_mode.
+
+    ``lr_changes``: ``{epoch: lr}``, the learning rate to use from that epoch on (a resume with a new lr).
+    """
     X = torch.arange(start, end, step).unsqueeze(dim=1)
     y = weight * X + bias
     train_split = int(0.8 * len(X))
@@ -41,6 +44,9 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
     torch.manual_seed(42)
     train_losses, test_losses = [], []
     for epoch in range(epochs):
+        if lr_changes and epoch in lr_changes:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_changes[epoch]
         model.train()
         y_pred = model(X_train)
         loss = loss_fn(y_pred, y_train)
