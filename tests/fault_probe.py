@@ -1,4 +1,6 @@
-"""A callback for subprocess trials: holds one save of ``last.ckpt`` open so a test can kill -9 right there.
+"""Callbacks for subprocess trials, to aim a fault at a moment: ``HoldSave`` and ``Busy``.
+
+``HoldSave`` holds one save of ``last.ckpt`` open so a test can kill -9 right there.
 
 ``--trainer.callbacks+=fault_probe.HoldSave --trainer.callbacks.aim write --trainer.callbacks.marker M``:
 at the ``nth`` write of ``last.ckpt`` (1 = the first) it pauses, with the marker file ``M`` created, either
@@ -59,3 +61,15 @@ class HoldSave(pl.Callback):
             return real_replace(src, dst, *args, **kwargs)
 
         torch.save, os.replace = save, replace
+
+
+class Busy(pl.Callback):
+    """Keeps rank 0 busy outside any collective for ``seconds`` at the end of epoch ``epoch``."""
+
+    def __init__(self, epoch: int = 20, seconds: float = 7.0, marker: str = "busy") -> None:
+        self.epoch, self.seconds, self.marker = epoch, seconds, Path(marker)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch and trainer.is_global_zero:
+            self.marker.write_text(str(os.getpid()))
+            time.sleep(self.seconds)
