@@ -31,8 +31,10 @@ class HoldSave(pl.Callback):
         time.sleep(self.pause)
 
     def _is_last(self, name: object) -> bool:
-        m = TEMP_RE.fullmatch(Path(str(name)).name)
-        return bool(m) and m.group("name") == "last.ckpt"
+        """A write of last.ckpt: its temporary file, or the file itself (should a save ever write it in place)."""
+        name = Path(str(name)).name
+        m = TEMP_RE.fullmatch(name)
+        return name == "last.ckpt" or (bool(m) and m.group("name") == "last.ckpt")
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         real_save, real_replace = torch.save, os.replace

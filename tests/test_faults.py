@@ -335,13 +335,13 @@ def test_kill_9_during_the_checkpoint_write(tmp_path, aim):
     probe = ["--trainer.callbacks+=fault_probe.HoldSave", f"--trainer.callbacks.aim={aim}",
              f"--trainer.callbacks.marker={marker}", "--trainer.callbacks.nth=2"]
     proc = start("fit", *args, *probe, cwd=tmp_path, env=PROBE_ENV)
-    wait_for(marker, proc)
-    [temp] = temps(ckpts)  # the second last.ckpt is being written: kill the process right there
-    assert temp.name.startswith(".last.ckpt.")
+    wait_for(marker, proc)  # the second last.ckpt is being written: kill the process right there
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     assert epochs_in(ckpts / "last.ckpt") == 10  # the previous last.ckpt, whole
+    [temp] = temps(ckpts)
+    assert temp.name.startswith(".last.ckpt.")
     assert all_checkpoints_load(ckpts)
     from linlight.runs import find_checkpoint
 
