@@ -290,8 +290,9 @@ def test_injected_enospc_in_the_checkpoint_write(tmp_path, monkeypatch, capsys):
     assert temps(ckpts) == [], "the failed write's temporary file is removed"
 
     monkeypatch.setattr(torch, "save", real_save)  # space is free again
-    linlight("fit", "--ckpt_path", "last", *root, "--trainer.max_epochs", "50", "--checkpoint.every_n_epochs", "10",
-             *FAST, cwd=tmp_path)
+    code, err = in_process("fit", "--ckpt_path", "last", *root, "--trainer.max_epochs", "50",
+                           "--checkpoint.every_n_epochs", "10", capsys=capsys)
+    assert code == 0, err
     assert_same_as_plain(run_dir(tmp_path), 50)
 
 
@@ -318,8 +319,9 @@ def test_injected_enospc_in_the_event_writer(tmp_path, monkeypatch, capfd):
     saved = epochs_in(run / "checkpoints" / "last.ckpt")
     assert f"(after {saved} epochs)" in last and saved >= 5
     monkeypatch.setattr(record_writer.RecordWriter, "write", real_write)
-    linlight("fit", "--ckpt_path", "last", *root, "--trainer.max_epochs", "60", "--checkpoint.every_n_epochs", "5",
-             *FAST, cwd=tmp_path)
+    code, err = in_process("fit", "--ckpt_path", "last", *root, "--trainer.max_epochs", "60",
+                           "--checkpoint.every_n_epochs", "5", capsys=capfd)
+    assert code == 0, err
     assert_same_as_plain(run, 60)
 
 
@@ -509,21 +511,26 @@ def test_a_hung_ddp_peer_times_out_and_is_not_left_behind(tmp_path):
     assert ends(rank1), "the stopped rank 1 was left behind"
 
 
-def test_ddp_names_build_linlight_ddp_with_a_60_s_timeout():
+def test_ddp_names_build_linlight_ddp_with_a_60_s_timeout(tmp_path, monkeypatch):
     from datetime import timedelta
 
-    from lightning.pytorch import Trainer
+    from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
     from linlight import ddp
+    from linlight.cli import LinlightCLI
 
-    ddp.use_for_ddp_names()
+    for name in list(StrategyRegistry):  # Lightning's own registry, as before linlight touched it
+        if StrategyRegistry[name]["strategy"] is ddp.DDPStrategy:
+            monkeypatch.setitem(StrategyRegistry, name, {**StrategyRegistry[name], "strategy": DDPStrategy})
+    monkeypatch.chdir(tmp_path)
     for strategy in ("ddp", "auto", "ddp_find_unused_parameters_true"):
-        trainer = Trainer(accelerator="cpu", devices=2, strategy=strategy, logger=False, enable_progress_bar=False)
-        assert isinstance(trainer.strategy, ddp.DDPStrategy), strategy
-        assert trainer.strategy._timeout == timedelta(seconds=60)
-    explicit = Trainer(accelerator="cpu", devices=2, strategy=ddp.DDPStrategy(timeout=timedelta(minutes=5)),
-                       logger=False, enable_progress_bar=False)
-    assert explicit.strategy._timeout == timedelta(minutes=5)
+        cli = LinlightCLI(args=["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy",
+                                strategy, *FAST], run=False)
+        assert isinstance(cli.trainer.strategy, ddp.DDPStrategy), strategy
+        assert cli.trainer.strategy._timeout == timedelta(seconds=60)
+    cli = LinlightCLI(args=["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy",
+                            "linlight.ddp.DDPStrategy", "--trainer.strategy.timeout", "0:05:00", *FAST], run=False)
+    assert cli.trainer.strategy._timeout == timedelta(minutes=5)
 
 
 # 7. dependencies you can trust -----------------------------------------------------------------------------
