@@ -166,17 +166,20 @@ def test_resume_with_another_lr_is_honoured_and_every_segment_recorded(tmp_path)
     torch.save(ckpt, last)
 
     resumed = linlight("fit", "--ckpt_path", "last", "--model.lr", "0.05", "--trainer.max_epochs", "60",
-                       "--checkpoint.every_n_epochs", "10", *FAST, cwd=tmp_path)
+                       "--checkpoint.every_n_epochs", "15", *FAST, cwd=tmp_path)
     warning = [line for line in resumed.stderr.splitlines() if line.startswith("linlight: warning:")]
     assert len(warning) == 1 and f"saved with torch 2.4.0 (now torch {torch.__version__})" in warning[0]
 
     assert_same_as_plain(run, 60, lr_changes={30: 0.05})  # the new lr from epoch 30 on, as in a plain loop
+    # another cadence: the same last.ckpt is continued, not a last-v1.ckpt beside a stale one
+    assert "last-v1.ckpt" not in [p.name for p in all_checkpoints_load(run / "checkpoints")]
     assert load_ckpt(last)["hyper_parameters"]["lr"] == 0.05
     first, second = (yaml.safe_load((run / name).read_text()) for name in ("config.yaml", "config.resume-1.yaml"))
     assert first["model"]["lr"] == 0.01 and second["model"]["lr"] == 0.05
     from linlight.records import config_changes, latest_config, read_segments
 
-    assert config_changes(run) == ["resume 1 (from epoch 30): model.lr 0.01 -> 0.05, trainer.max_epochs 30 -> 60"]
+    assert config_changes(run) == ["resume 1 (from epoch 30): checkpoint.every_n_epochs 10 -> 15, "
+                                   "model.lr 0.01 -> 0.05, trainer.max_epochs 30 -> 60"]
     assert latest_config(run) == run / "config.resume-1.yaml"
     segments = read_segments(run)
     assert [(s["config"], s["start_epoch"]) for s in segments] == [("config.yaml", 0), ("config.resume-1.yaml", 30)]
