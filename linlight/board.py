@@ -19,6 +19,7 @@ the two losses in one chart and learned against true in one chart each.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard.summary import hparams
+
+from linlight.errors import WriteFailed
 
 # The tags of the HPARAMS table's metric columns: the same in every run, since TensorBoard takes the
 # columns from the first run it finds.
@@ -54,10 +57,19 @@ class RunLogger(TensorBoardLogger):
     A resumed run (``purge_step`` set) starts its event file in a later second than the run's earlier ones:
     TensorBoard reads a run's files in name order, the names begin with the second a file was opened in, and
     within one second the process ids would decide, so a run resumed at once could show its epochs shuffled.
+
+    A failed event write (a full disk, a quota, a read-only folder) is one ``WriteFailed`` naming the run
+    folder. TensorBoard writes events from a background thread, which on an ``OSError`` prints it as a
+    thread traceback, drops the queued events and dies; the error comes back at the next write or flush,
+    which Lightning re-raises as "you tried to log 0.01 which is currently not supported". The thread's
+    duplicate report is kept off stderr, and a failed run's final flush fails quietly (the first error is the
+    one to report). Checkpoints are written only after a successful flush (``RunCheckpoint``), so the events
+    of every epoch a checkpoint holds are on disk.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        _quiet_event_writer_thread()
         if kwargs.get("purge_step") is not None:
             opened = [int(p.name.split(".")[3]) for p in Path(self.log_dir).glob("events.out.tfevents.*")]
             while opened and int(time.time()) <= max(opened):
@@ -65,11 +77,41 @@ class RunLogger(TensorBoardLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        if self._prefix or not all(isinstance(v, (int, float)) or getattr(v, "ndim", 1) == 0 for v in metrics.values()):
-            super().log_metrics(metrics, step)
-            return
-        values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()]
-        self.experiment._get_file_writer().add_summary(Summary(value=values), step)
+        try:
+            if self._prefix or not all(isinstance(v, (int, float)) or getattr(v, "ndim", 1) == 0
+                                       for v in metrics.values()):
+                super().log_metrics(metrics, step)
+                return
+            values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()]
+            self.experiment._get_file_writer().add_summary(Summary(value=values), step)
+        except OSError as e:
+            raise self._failed(e) from None
+        except ValueError as e:  # Lightning re-raises any add_scalar error as "you tried to log X ..."
+            if isinstance(e.__cause__, OSError):
+                raise self._failed(e.__cause__) from None
+            raise
+
+    def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None, step: int | None = None) -> None:
+        try:
+            super().log_hyperparams(params, metrics, step)
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def save(self) -> None:
+        try:
+            super().save()
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def finalize(self, status: str) -> None:
+        try:
+            super().finalize(status)
+        except OSError as e:
+            if status == "success":
+                raise self._failed(e) from None
+
+    def _failed(self, e: OSError) -> WriteFailed:
+        return WriteFailed("write TensorBoard logs in", self.log_dir, e)
 
     def describe_run(self, params: dict[str, Any]) -> None:
         """Write the custom-scalars layout and the HPARAMS record of the run (its settings and metric tags).
@@ -77,9 +119,27 @@ class RunLogger(TensorBoardLogger):
         Lightning's ``log_hyperparams(params, metrics)`` would also log each metric once more as a scalar;
         the HPARAMS plugin reads the metric tags' own last values, so only the summaries are written.
         """
-        writer = self.experiment
-        writer.add_custom_scalars(CUSTOM_SCALARS)
-        plain = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
-        for summary in hparams(plain, dict.fromkeys(HPARAMS_METRICS, 0.0)):
-            writer._get_file_writer().add_summary(summary)
-        writer.flush()
+        try:
+            writer = self.experiment
+            writer.add_custom_scalars(CUSTOM_SCALARS)
+            plain = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+            for summary in hparams(plain, dict.fromkeys(HPARAMS_METRICS, 0.0)):
+                writer._get_file_writer().add_summary(summary)
+            writer.flush()
+        except OSError as e:
+            raise self._failed(e) from None
+
+
+def _quiet_event_writer_thread() -> None:
+    """Keep TensorBoard's writer thread from printing an ``OSError`` the training process raises anyway."""
+    previous = threading.excepthook
+    if getattr(previous, "linlight_quiet", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+            return
+        previous(args)
+
+    hook.linlight_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook

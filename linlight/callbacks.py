@@ -2,7 +2,8 @@
 
 - ``RunCheckpoint``: Lightning's ``ModelCheckpoint`` saving ``last.ckpt`` and the best ``loss/val`` every
   ``every_n_epochs`` epochs and always at the end, after the TensorBoard events written so far are flushed,
-  so a resumed run never misses an epoch in its curves.
+  so a resumed run never misses an epoch in its curves. At the start of a fit it removes temporary files
+  that a killed save left; when a fit fails it says what is intact and how to continue (``linlight.faults``).
 - ``EpochProgressBar``: one bar over epochs with the latest losses, redrawn at most a few times a second;
   Lightning's TQDM bar redraws two bars every epoch, which costs more than a whole epoch of this model.
 - ``GracefulStop``: Ctrl-C or SIGTERM finishes the current epoch, saves ``last.ckpt`` and stops with the
@@ -25,7 +26,10 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, ProgressBar
 from tqdm import tqdm
 
+from linlight import faults
+from linlight.atomic import remove_stale_temps
 from linlight.errors import ConfigError, Interrupted, Stopped
+from linlight.locks import holds_lock
 from linlight.summary import resume_command
 
 
@@ -58,6 +62,17 @@ class RunCheckpoint(ModelCheckpoint):
                 probe.unlink()
             except OSError as e:
                 raise ConfigError(f"cannot write checkpoints to {self.dirpath}: {e.strerror}") from None
+            remove_stale_temps(self.dirpath, any_writer=self._run_is_locked(trainer))
+
+    def _run_is_locked(self, trainer: pl.Trainer) -> bool:
+        """True if this process holds the lock of the run folder the checkpoints are in: no one else writes."""
+        log_dir = getattr(trainer.logger, "log_dir", None)  # the logger's own, not trainer.log_dir (a broadcast)
+        if not log_dir or not holds_lock(log_dir):
+            return False
+        return Path(log_dir).resolve() in Path(self.dirpath).resolve().parents
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        faults.explain(exception, self.dirpath, trainer.default_root_dir, distributed=trainer.world_size > 1)
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         for logger in trainer.loggers:  # events up to this epoch reach the disk before the checkpoint does

@@ -2,7 +2,16 @@
 
 ``read_checkpoint`` turns every way a file can be wrong (missing, empty, truncated, random bytes, a
 pickle with code in it, another model's checkpoint) into a ``CheckpointError`` that says what is wrong.
-``SafeCheckpointIO`` is the Trainer plugin that makes Lightning itself load checkpoints through it.
+``SafeCheckpointIO`` is the Trainer plugin (Lightning's extension point for checkpoint I/O) that makes
+Lightning load checkpoints through it and save them atomically.
+
+Why not Lightning's own save: ``TorchCheckpointIO.save_checkpoint`` (``cloud_io._atomic_save``) serializes
+into memory, then writes through an fsspec transaction, which for a local path writes a temporary file
+in the system temp folder (``tempfile.mkstemp()``, not beside the checkpoint) and ``shutil.move``s it over
+the old file, without fsync. Where the temp folder is another filesystem than the run (a tmpfs ``/tmp``,
+runs on a network disk) the move is a copy into the open, truncated ``last.ckpt``: a kill or a full disk
+mid-copy leaves it truncated, and the old checkpoint is gone. A killed save also leaves the temp file in
+``/tmp``. ``SafeCheckpointIO`` writes beside the checkpoint, fsyncs, renames (``linlight.atomic``).
 """
 
 from __future__ import annotations
@@ -17,7 +26,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from linlight.errors import CheckpointError
+from linlight.atomic import write_atomically
+from linlight.errors import CheckpointError, WriteFailed
 
 # The state_dict keys of the LightningModule for each tutorial model (the module holds it as ``model``).
 MODEL_KEYS = {
@@ -74,8 +84,41 @@ def next_epoch(ckpt: dict[str, Any]) -> int:
     return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
 
 
+def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Write a checkpoint atomically, or raise ``WriteFailed`` naming the file and the cause.
+
+    The file at ``path`` is the old checkpoint or the new one at every moment, whatever happens.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, lambda f: torch.save(checkpoint, f))
+    except OSError as e:
+        raise WriteFailed("write checkpoint", path, e) from None
+
+
+def checkpoint_summary(path: str | Path) -> str | None:
+    """``"after N epochs"`` for a readable training checkpoint, else None."""
+    try:
+        return f"after {next_epoch(read_checkpoint(path, need_training_state=True))} epochs"
+    except (CheckpointError, KeyError, TypeError):
+        return None
+
+
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O, with every load checked and restricted to ``weights_only=True``."""
+    """Lightning's checkpoint I/O: every load checked and ``weights_only=True``, every save atomic."""
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
         return read_checkpoint(path)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):  # remote storage: Lightning's fsspec path
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        save_checkpoint(checkpoint, path)
+
+    def remove_checkpoint(self, path) -> None:
+        try:
+            super().remove_checkpoint(path)
+        except OSError as e:
+            raise WriteFailed("remove old checkpoint", path, e) from None

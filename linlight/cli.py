@@ -33,15 +33,19 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from linlight import ddp
 from linlight.board import RunLogger
 from linlight.callbacks import EpochProgressBar, GracefulStop, PredictionWriter, RunCheckpoint
 from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
 from linlight.data import LineDataModule
 from linlight.errors import CheckpointError, ConfigError, LinlightError
+from linlight.faults import user_error
+from linlight.locks import lock_run, release_all
 from linlight.module import LitLinearRegression
 from linlight.plotting import Plots
+from linlight.records import RunRecord
 from linlight.runs import (
     VERSION_ENV,
     claim_version,
@@ -49,6 +53,7 @@ from linlight.runs import (
     is_primary_process,
     run_config,
     run_of,
+    runs_dir,
 )
 from linlight.summary import fit_summary, linlight_fit
 
@@ -63,6 +68,9 @@ CHECKPOINT_DEFAULTS = {
     "checkpoint.save_last": True,
     "checkpoint.every_n_epochs": 100,
     "checkpoint.save_on_train_epoch_end": True,  # after the epoch's metrics are logged
+    # a resume with another cadence does not get its state back (its state key differs) and would save
+    # last-v1.ckpt beside a stale last.ckpt, which `--ckpt_path last` then resumes: replace last.ckpt instead
+    "checkpoint.enable_version_counter": False,
 }
 
 
@@ -75,14 +83,6 @@ class LinlightParser(LightningArgumentParser):
         command = self.prog.replace(" [options]", "")  # "linlight fit" in a subcommand's parser
         sys.stderr.write(f"linlight: error: {' '.join(message.split())} (see: {command} --help)\n")
         sys.exit(2)
-
-
-class FitConfigSaver(SaveConfigCallback):
-    """Saves the resolved config in the run folder for ``fit`` only: a later ``test`` keeps it intact."""
-
-    def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
-        if stage == "fit":
-            super().setup(trainer, pl_module, stage)
 
 
 def check_config_files(argv: list[str]) -> None:
@@ -117,7 +117,7 @@ class LinlightCLI(LightningCLI):
         super().__init__(
             LitLinearRegression,
             LineDataModule,
-            save_config_callback=FitConfigSaver,
+            save_config_callback=RunRecord,  # each fit segment's config, versions (linlight.records)
             save_config_kwargs={"overwrite": True},
             seed_everything_default=42,
             # the tutorial's 1000 epochs; metrics are logged per epoch (module.py), so no per-step interval;
@@ -154,12 +154,13 @@ class LinlightCLI(LightningCLI):
         if ckpt is None:
             return
         root = Path(config.trainer.default_root_dir or os.getcwd())
-        path = find_checkpoint(root, ckpt) if ckpt in ("last", "best") else Path(ckpt)
+        path = find_checkpoint(root, ckpt, subcommand) if ckpt in ("last", "best") else Path(ckpt)
         checkpoint = read_checkpoint(path, need_training_state=subcommand == "fit")
         if not isinstance(args, (dict, Namespace)):
             argv = list(sys.argv[1:] if args is None else args)
             at = argv.index(subcommand) + 1
-            defaults = json.dumps(self._checkpoint_defaults(subcommand, path, checkpoint))
+            own_callbacks = any(a.startswith("--trainer.callbacks") for a in argv)
+            defaults = json.dumps(self._checkpoint_defaults(subcommand, path, checkpoint, own_callbacks))
             self.config = parser.parse_args([*argv[:at], "--config", defaults, *argv[at:]])
             config = self.config[subcommand]
         config.ckpt_path = str(path)
@@ -172,14 +173,19 @@ class LinlightCLI(LightningCLI):
         print(f"linlight: using checkpoint {path}", file=sys.stderr)
 
     @staticmethod
-    def _checkpoint_defaults(subcommand: str, path: Path, checkpoint: dict) -> dict[str, Any]:
-        """The settings a checkpoint was made with: its run's config when resuming, else its model and data."""
+    def _checkpoint_defaults(subcommand: str, path: Path, checkpoint: dict, own_callbacks: bool) -> dict[str, Any]:
+        """The settings a checkpoint was made with: its run's config when resuming, else its model and data.
+
+        Callbacks given on the command line replace the run's (which may name a module not importable here).
+        """
         defaults: dict[str, Any] = {}
         run = run_of(path)
         if run is not None:
             if subcommand == "fit":
                 saved = run_config(run[0], run[1])
                 defaults = {k: v for k, v in (saved or {}).items() if k not in ("ckpt_path", "weights_only")}
+                if own_callbacks:
+                    defaults.get("trainer", {}).pop("callbacks", None)
             defaults.setdefault("trainer", {})["default_root_dir"] = str(run[0])
         for section, key in (("model", "hyper_parameters"), ("data", "datamodule_hyper_parameters")):
             saved = {k: v for k, v in checkpoint.get(key, {}).items() if not k.startswith("_")}
@@ -223,6 +229,7 @@ class LinlightCLI(LightningCLI):
         kwargs["plugins"] = [SafeCheckpointIO(), *(config.get("plugins") or [])]
         if config.get("logger") in (None, True):
             kwargs["logger"] = self._logger(config)
+        ddp.use_for_ddp_names()  # `--trainer.strategy ddp` times out in 60 s, not 30 min (linlight.ddp)
         trainer = super().instantiate_trainer(**kwargs)
         # every callback costs a call at every hook of every batch: keep the ones this subcommand uses
         unused = (RunCheckpoint,) if self.subcommand == "predict" else (PredictionWriter,)
@@ -250,6 +257,8 @@ class LinlightCLI(LightningCLI):
                 version = claim_version(root)
         if version is not None and is_primary_process():
             os.environ[VERSION_ENV] = str(version)
+            if self.subcommand == "fit":  # one writer per run: fail now if another process trains it
+                self.run_lock = lock_run(runs_dir(root) / f"version_{version}")  # (linlight.locks)
         purge_step = self.next_epoch if self.subcommand == "fit" else None
         return RunLogger(root, name="lightning_logs", version=version, default_hp_metric=False, purge_step=purge_step)
 
@@ -282,6 +291,14 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:  # Ctrl-C outside training (GracefulStop handles it during a fit)
         print("linlight: interrupted (Ctrl-C)", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:  # a fault a run meets (a full disk, a lost DDP peer): one line (linlight.faults)
+        error = user_error(e)
+        if error is None:
+            raise
+        print(f"linlight: error: {error}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        release_all()  # a run's lock lasts as long as the command (linlight.locks)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -35,3 +35,30 @@ class Interrupted(LinlightError):
 
     exit_code = 130
     prefix = ""
+
+
+class RunFault(LinlightError):
+    """A fault a run meets while training (a full disk, a lost DDP peer, a second writer).
+
+    ``hint`` says what is safe and how to continue; it is filled in by whoever knows the run's checkpoints
+    (``RunCheckpoint.on_exception``) when the code that failed does not.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class WriteFailed(RunFault):
+    """A checkpoint, event or record file could not be written (no space, quota, read-only, I/O error)."""
+
+    def __init__(self, action: str, path: object, error: OSError, hint: str | None = None) -> None:
+        self.path, self.errno = path, error.errno
+        super().__init__(f"cannot {action} {path}: {error.strerror or error}", hint)
+
+
+class RunLocked(RunFault):
+    """Another process is training this run: a second writer would interleave its checkpoints and curves."""

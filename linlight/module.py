@@ -121,6 +121,13 @@ class LitLinearRegression(pl.LightningModule):
                     )
         self.automatic_optimization = steps == 1
 
+    def on_train_start(self) -> None:
+        # A resumed fit restores the optimizer's state, learning rate included, after configure_optimizers;
+        # the lr this run was started with (``--model.lr``) is the one to train with.
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = self.hparams.lr
+
     def on_fit_start(self) -> None:
         if isinstance(self.logger, RunLogger) and self.trainer.is_global_zero:
             datamodule = self.trainer.datamodule

@@ -3,6 +3,8 @@
 ``claim_version`` creates the next version folder atomically (``mkdir`` either creates it or fails), so
 runs started at the same moment in one root never share a folder. ``find_checkpoint`` resolves
 ``--ckpt_path last`` / ``best`` to a file of the newest run that has one, so a resume continues that run.
+It reads the file it found: a corrupt one is named with the newest readable checkpoint and the command
+that resumes from it, never passed over silently.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 
 import yaml
 
-from linlight.errors import ConfigError, LinlightError
+from linlight.checkpoints import next_epoch, read_checkpoint
+from linlight.errors import CheckpointError, ConfigError, LinlightError
+from linlight.summary import linlight_fit, shell, tool
 
 VERSION_ENV = "LINLIGHT_RUN_VERSION"  # hands the chosen version to the processes DDP launches
 
@@ -52,18 +56,56 @@ def claim_version(root: str | Path) -> int:
         raise ConfigError(f"cannot create run folder under {d}: {e.strerror}") from None
 
 
-def find_checkpoint(root: str | Path, which: str) -> Path:
-    """The ``last.ckpt`` (or newest ``best-*.ckpt``) of the newest run under ``root`` that has one."""
+def find_checkpoint(root: str | Path, which: str, subcommand: str = "fit") -> Path:
+    """The ``last.ckpt`` (or newest ``best-*.ckpt``) of the newest run under ``root`` that has one.
+
+    The file is read (``read_checkpoint``): if it is unreadable, the error names it and the newest
+    readable checkpoint, with the command that uses that one instead.
+    """
+    found = _candidate(root, which)
+    if found is None:
+        raise LinlightError(
+            f"no {which} checkpoint found under {runs_dir(root)}: train first with `linlight fit`, or pass "
+            "--ckpt_path FILE (and --trainer.default_root_dir if the runs are elsewhere)"
+        )
+    try:
+        read_checkpoint(found, need_training_state=subcommand == "fit")
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; {_alternative(root, found, subcommand)}") from None
+    return found
+
+
+def _candidate(root: str | Path, which: str) -> Path | None:
     for v in reversed(versions(root)):
         ckpt_dir = runs_dir(root) / f"version_{v}" / "checkpoints"
         if which == "last" and (ckpt_dir / "last.ckpt").is_file():
             return ckpt_dir / "last.ckpt"
         if which == "best" and (best := sorted(ckpt_dir.glob("best*.ckpt"), key=os.path.getmtime)):
             return best[-1]
-    raise LinlightError(
-        f"no {which} checkpoint found under {runs_dir(root)}: train first with `linlight fit`, or pass "
-        "--ckpt_path FILE (and --trainer.default_root_dir if the runs are elsewhere)"
-    )
+    return None
+
+
+def _alternative(root: str | Path, bad: Path, subcommand: str) -> str:
+    """The newest readable checkpoint other than ``bad``: same run first (newest file first), then older runs."""
+    def newest_first(folder: Path) -> list[Path]:
+        files = [p for p in folder.glob("*.ckpt") if p.is_file() and p != bad]
+        return sorted(files, key=os.path.getmtime, reverse=True)
+
+    same_run = newest_first(bad.parent)
+    bad_run = run_of(bad)
+    bad_version = bad_run[1] if bad_run is not None else None
+    older = [runs_dir(root) / f"version_{v}" / "checkpoints" for v in reversed(versions(root))
+             if bad_version is None or v < bad_version]
+    for path in [*same_run, *(p for d in older for p in newest_first(d))]:
+        try:
+            ckpt = read_checkpoint(path, need_training_state=subcommand == "fit")
+        except CheckpointError:
+            continue
+        where = "of the same run" if path.parent == bad.parent else "of an older run"
+        epochs = f", after {next_epoch(ckpt)} epochs" if "loops" in ckpt else ""
+        command = shell([*tool("linlight", "linlight"), subcommand, "--ckpt_path", path.resolve()])
+        return f"the newest readable checkpoint is {path} ({where}{epochs}): to use it, run {command}"
+    return f"no other readable checkpoint under {runs_dir(root)}: start a new run with {shell(linlight_fit())}"
 
 
 def run_of(ckpt: Path) -> tuple[Path, int] | None:
@@ -76,12 +118,14 @@ def run_of(ckpt: Path) -> tuple[Path, int] | None:
 
 
 def run_config(root: str | Path, version: int) -> dict[str, Any] | None:
-    """The settings a run was trained with (its saved ``config.yaml``), or None if it has none."""
-    path = runs_dir(root) / f"version_{version}" / "config.yaml"
+    """The settings a run's latest segment trained with (see ``linlight.records``), or None if it has none."""
+    from linlight.records import latest_config
+
+    path = latest_config(runs_dir(root) / f"version_{version}")
+    if path is None:
+        return None
     try:
         saved = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        return None
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read the run's settings {path}: {e}") from None
     if not isinstance(saved, dict):

@@ -59,8 +59,11 @@ def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequen
         best = f"   (loss/val {ckpt.best_model_score.item():.4g})" if ckpt.best_model_score is not None else ""
         lines += [f"  last         {Path(ckpt.last_model_path).resolve()}",
                   f"  best         {Path(ckpt.best_model_path).resolve() if ckpt.best_model_path else 'none'}{best}"]
-    lines += [f"  run          {run}",
-              f"  TensorBoard  {tensorboard_command(run.parent)}"]
+    lines.append(f"  run          {run}")
+    from linlight.records import config_changes  # (imports Lightning's CLI module: only when summarizing)
+
+    lines += [f"  changed      {change}" for change in config_changes(run)]
+    lines.append(f"  TensorBoard  {tensorboard_command(run.parent)}")
     if ckpt is not None and ckpt.last_model_path:
         more = str(max(2 * epochs, epochs + 1))
         lines.append(f"  train more   {resume_command(program, ckpt.last_model_path, '--trainer.max_epochs', more)}")

@@ -58,8 +58,12 @@ def batches(n: int, batch_size: int | None, shuffle: bool, seed: int, epoch: int
 
 
 def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epochs=1000, lr=0.01,
-               test_every=1, batch_size=None, shuffle=False, seed=42) -> PlainRun:
-    """The tutorial's loop: seed 42, L1 loss, SGD, a test pass under inference_mode (full batch by default)."""
+               test_every=1, batch_size=None, shuffle=False, seed=42,
+               lr_changes: dict[int, float] | None = None) -> PlainRun:
+    """The tutorial's loop: seed 42, L1 loss, SGD, a test pass under inference_mode (full batch by default).
+
+    ``lr_changes``: ``{epoch: lr}``, the learning rate to use from that epoch on (a resume with a new lr).
+    """
     X = torch.arange(start, end, step).unsqueeze(dim=1)
     y = weight * X + bias
     train_split = int(0.8 * len(X))
@@ -71,6 +75,9 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
     torch.manual_seed(42)
     train_losses, test_losses, test_metrics = [], [], []
     for epoch in range(epochs):
+        if lr_changes and epoch in lr_changes:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_changes[epoch]
         model.train()
         seen = []
         for idx in batches(len(X_train), batch_size, shuffle, seed, epoch):
