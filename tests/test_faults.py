@@ -384,7 +384,7 @@ def test_corrupt_last_names_the_newest_good_checkpoint_and_how_to_use_it(tmp_pat
                            "--trainer.max_epochs", "50", capsys=capsys)
     last = error_line(err, code, f"{ckpts / 'last.ckpt'} is not a readable PyTorch checkpoint (truncated or corrupt)",
                       f"the newest readable checkpoint is {ckpts / 'best-epoch=29.ckpt'} (of the same run, after 30 "
-                      "epochs): to use it, run linlight fit --ckpt_path")
+                      f"epochs): to use it, run {sys.prefix}/bin/linlight fit --ckpt_path {ckpts / 'best-epoch=29.ckpt'}")
     assert [p.name for p in run.glob("config*.yaml")] == ["config.yaml"]  # it did not start anything
     linlight(*resume_command_in(last), "--trainer.max_epochs", "50", *FAST, cwd=tmp_path)
     assert_same_as_plain(run, 50)
@@ -404,7 +404,7 @@ def test_corrupt_checkpoints_point_to_an_older_run_or_to_nothing(tmp_path):
                 torch.zeros(1)}, "pytorch-lightning_version": "2.6.6", "optimizer_states": [],
                 "loops": {"fit_loop": {"epoch_progress": {"current": {"processed": 7}}}}}, older / "last.ckpt")
     with pytest.raises(CheckpointError, match=r"is empty.*readable checkpoint is .*version_0.*last.ckpt \(of an "
-                       r"older run, after 7 epochs\): to use it, run linlight test --ckpt_path"):
+                       r"older run, after 7 epochs\): to use it, run \S+/bin/linlight test --ckpt_path \S+/version_0/"):
         find_checkpoint(tmp_path, "last", "test")
 
 
@@ -514,18 +514,25 @@ def test_ddp_names_build_linlight_ddp_with_a_60_s_timeout(tmp_path, monkeypatch)
     from linlight import ddp
     from linlight.cli import LinlightCLI
 
-    for name in list(StrategyRegistry):  # Lightning's own registry, as before linlight touched it
-        if StrategyRegistry[name]["strategy"] is ddp.DDPStrategy:
-            monkeypatch.setitem(StrategyRegistry, name, {**StrategyRegistry[name], "strategy": DDPStrategy})
-    monkeypatch.chdir(tmp_path)
-    for strategy in ("ddp", "auto", "ddp_find_unused_parameters_true"):
+    # Lightning's own registry, as before linlight touched it. Not monkeypatch.setitem: it saves the old value
+    # with the registry's get(), which Lightning overrides to build a strategy, and would restore that.
+    saved = dict(StrategyRegistry.items())
+    try:
+        for name, entry in saved.items():
+            if entry["strategy"] is ddp.DDPStrategy:
+                StrategyRegistry[name] = {**entry, "strategy": DDPStrategy}
+        monkeypatch.chdir(tmp_path)
+        for strategy in ("ddp", "auto", "ddp_find_unused_parameters_true"):
+            cli = LinlightCLI(args=["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy",
+                                    strategy, *FAST], run=False)
+            assert isinstance(cli.trainer.strategy, ddp.DDPStrategy), strategy
+            assert cli.trainer.strategy._timeout == timedelta(seconds=60)
         cli = LinlightCLI(args=["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy",
-                                strategy, *FAST], run=False)
-        assert isinstance(cli.trainer.strategy, ddp.DDPStrategy), strategy
-        assert cli.trainer.strategy._timeout == timedelta(seconds=60)
-    cli = LinlightCLI(args=["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy",
-                            "linlight.ddp.DDPStrategy", "--trainer.strategy.timeout", "0:05:00", *FAST], run=False)
-    assert cli.trainer.strategy._timeout == timedelta(minutes=5)
+                                "linlight.ddp.DDPStrategy", "--trainer.strategy.timeout", "0:05:00", *FAST], run=False)
+        assert cli.trainer.strategy._timeout == timedelta(minutes=5)
+    finally:
+        StrategyRegistry.clear()
+        StrategyRegistry.update(saved)
 
 
 # 7. dependencies you can trust -----------------------------------------------------------------------------
