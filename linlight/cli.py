@@ -39,7 +39,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from linlight.board import RunLogger
 from linlight.callbacks import EpochProgressBar, GracefulStop, PredictionWriter, RunCheckpoint
 from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
-from linlight.data import LineDataModule, data_identity
+from linlight.data import LineDataModule, data_change, data_identity
 from linlight.errors import CheckpointError, ConfigError, LinlightError
 from linlight.module import LitLinearRegression
 from linlight.plotting import Plots
@@ -209,7 +209,7 @@ class LinlightCLI(LightningCLI):
                              if k in now and now[k] != v and k not in SAME_RESULTS}
         if not self.data_differs:
             return
-        diffs = ", ".join(f"data.{k}={new!r} (trained with {old!r})" for k, (old, new) in self.data_differs.items())
+        diffs = ", ".join(data_change(k, old, new) for k, (old, new) in self.data_differs.items())
         if subcommand == "fit":
             raise CheckpointError(f"{path} was trained on other data: {diffs}; resume with the data it was "
                                   "trained on (leave the data settings out), or start a new run")

@@ -180,6 +180,13 @@ def data_identity(settings: dict) -> dict[str, str]:
     return {"_csv_sha256": csv_sha256(settings["csv"])} if settings.get("csv") else {}
 
 
+def data_change(key: str, old: object, new: object) -> str:
+    """A difference between the data a checkpoint was trained on and the data given now, in words."""
+    if key == "_csv_sha256":
+        return f"data.csv's content has changed (sha256 {new[:12]}... now, {old[:12]}... in training)"
+    return f"data.{key}={new!r} (trained with {old!r})"
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
