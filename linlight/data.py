@@ -120,12 +120,16 @@ class TensorBatches:
             yield group
 
 
-def _csv_rows(path: Path, setting: str) -> tuple[list[tuple[int, list[str]]], str]:
-    """The non-blank rows of a CSV file with their line numbers, and the sha256 of the bytes they came from."""
+def _read_bytes(path: Path, setting: str) -> bytes:
     try:
-        raw = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as e:
         raise ConfigError(f"cannot read {setting} {path}: {e.strerror}") from None
+
+
+def _csv_rows(path: Path, setting: str) -> tuple[list[tuple[int, list[str]]], str]:
+    """The non-blank rows of a CSV file with their line numbers, and the sha256 of the bytes they came from."""
+    raw = _read_bytes(path, setting)
     try:
         reader = csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""))
         rows = [(reader.line_num, row) for row in reader if any(field.strip() for field in row)]
@@ -169,7 +173,7 @@ def read_x_csv(path: Path) -> torch.Tensor:
 
 def csv_sha256(path: str | Path) -> str:
     """The sha256 of a file's bytes: what linlight records of a ``data.csv`` to know it again."""
-    return _csv_rows(Path(path), "data.csv")[1]
+    return hashlib.sha256(_read_bytes(Path(path), "data.csv")).hexdigest()
 
 
 def data_identity(settings: dict) -> dict[str, str]:

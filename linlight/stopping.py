@@ -47,7 +47,7 @@ class RunEarlyStopping(EarlyStopping):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        if stage == "fit" and trainer.limit_val_batches == 0:
+        if self.enabled and stage == "fit" and trainer.limit_val_batches == 0:
             raise ConfigError("early stopping watches loss/val, but --trainer.limit_val_batches 0 turns validation "
                               "off; leave out --early_stopping.patience or validate")
 
@@ -56,7 +56,17 @@ class RunEarlyStopping(EarlyStopping):
         super().load_state_dict(state_dict)
         self.patience = patience  # the configured one (the run's own unless given anew), not the checkpoint's
 
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.enabled:  # off (patience None) does nothing, in the CLI's Trainer or any other
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.enabled:
+            super().on_validation_end(trainer, pl_module)
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.enabled:
+            return
         if self.stopping_reason is EarlyStoppingReason.PATIENCE_EXHAUSTED and self.wait_count >= self.patience:
             trainer.should_stop = True  # resumed after it stopped, with no more patience: it stays stopped
         else:  # going on (a fresh run, or more patience than it stopped with)
@@ -71,5 +81,5 @@ class RunEarlyStopping(EarlyStopping):
         """Where and why training stopped, for the end-of-run summary."""
         if self.stopping_reason is EarlyStoppingReason.PATIENCE_EXHAUSTED:
             return (f"early at epoch {self.stopped_epoch}: {self.monitor} did not improve by more than min_delta "
-                    f"{self.delta:g} for {self.patience} validations in a row (best {self.best_score.item():.4g})")
+                    f"{self.delta:g} for {self.wait_count} validations in a row (best {self.best_score.item():.4g})")
         return f"early at epoch {self.stopped_epoch}: {self.stopping_reason_message}"
