@@ -70,7 +70,8 @@ def test_early_stopping_is_off_by_default(exercise_run):
                                          (["--early_stopping.patience", "3", "--early_stopping.min_delta", "-1"],
                                           "early_stopping.min_delta must be zero or a positive number"),
                                          (["--early_stopping.patience", "3", "--trainer.limit_val_batches", "0"],
-                                          "early stopping watches loss/val")])
+                                          "early stopping watches loss/val")],
+                         ids=["patience-0", "negative-min-delta", "no-validation"])
 def test_impossible_early_stopping(tmp_path, args, words):
     code, out, err = cli("fit", *args, *FAST, cwd=tmp_path)
     assert code == 1 and "Traceback" not in out + err
@@ -151,7 +152,8 @@ def test_lr_find_restores_the_initial_weights(tmp_path):
 @pytest.mark.parametrize("args, words", [(["--min_lr", "0"], "lr_find needs 0 < --min_lr < --max_lr"),
                                          (["--min_lr", "0.1", "--max_lr", "0.01"], "lr_find needs 0 < --min_lr"),
                                          (["--num_training", "5"], "--num_training must be at least 13"),
-                                         (["--data.steps_per_execution", "2"], "use data.steps_per_execution 1")])
+                                         (["--data.steps_per_execution", "2"], "use data.steps_per_execution 1")],
+                         ids=["min-lr-0", "min-above-max", "too-few-steps", "k-steps"])
 def test_impossible_lr_find(tmp_path, args, words):
     code, out, err = cli("lr_find", *args, *FAST, cwd=tmp_path)
     assert code == 1 and "Traceback" not in out + err
