@@ -5,7 +5,8 @@ two (TIME SERIES and SCALARS alike; the rest start collapsed). linlight's tags a
 
 - ``loss/train``, ``loss/val``: the tutorial's loss curves (its "test loss" is ``loss/val``), every epoch;
 - ``params/weight``, ``params/bias`` beside the true line's ``params/weight_true``, ``params/bias_true``
-  and their absolute errors ``params/weight_error``, ``params/bias_error``, every epoch;
+  and their absolute errors ``params/weight_error``, ``params/bias_error``, every epoch (data from a CSV
+  file has no true line: only the learned one);
 - ``val/mae``, ``val/mse``, ``val/r2``: torchmetrics on the validation split, every epoch (collapsed);
 - ``test/loss``, ``test/mae``, ``test/mse``, ``test/r2``: one point per ``linlight test``, at the epoch the
   tested weights come from (collapsed, so no single-point chart is in the view TensorBoard opens on);

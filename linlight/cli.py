@@ -6,6 +6,7 @@
     linlight test                                  # test the newest run's last.ckpt on the data it was trained on
     linlight predict --data.predict_x '[0.1, 0.5]' --ckpt_path best
     linlight fit --print_config                    # every setting, as YAML
+    linlight lr_find                               # suggest a learning rate (linlight/tuning.py)
 
 What it adds to plain ``LightningCLI``: runs go to ``<default_root_dir>/lightning_logs/version_N/`` with a
 folder claimed atomically; ``--ckpt_path last``/``best`` find the newest run's checkpoint (Lightning's own
@@ -39,7 +40,7 @@ from linlight import ddp
 from linlight.board import RunLogger
 from linlight.callbacks import EpochProgressBar, GracefulStop, PredictionWriter, RunCheckpoint
 from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
-from linlight.data import LineDataModule
+from linlight.data import LineDataModule, data_change, data_identity
 from linlight.errors import CheckpointError, ConfigError, LinlightError
 from linlight.faults import user_error
 from linlight.locks import lock_run, release_all
@@ -55,9 +56,11 @@ from linlight.runs import (
     run_of,
     runs_dir,
 )
+from linlight.stopping import RunEarlyStopping
 from linlight.summary import fit_summary, linlight_fit
+from linlight.tuning import LinlightTrainer, fit_arguments, lr_find_summary
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find")
 SAME_RESULTS = {"steps_per_execution"}  # data settings that change how, not what, is computed: free on a resume
 
 # Lightning's own settings a run needs; checkpoint cadence is a setting (--checkpoint.every_n_epochs).
@@ -117,6 +120,7 @@ class LinlightCLI(LightningCLI):
         super().__init__(
             LitLinearRegression,
             LineDataModule,
+            trainer_class=LinlightTrainer,  # Lightning's Trainer with lr_find, a subcommand (see subcommands)
             save_config_callback=RunRecord,  # each fit segment's config, versions (linlight.records)
             save_config_kwargs={"overwrite": True},
             seed_everything_default=42,
@@ -132,10 +136,16 @@ class LinlightCLI(LightningCLI):
             run=run,
         )
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's four, and ``lr_find`` (``LinlightTrainer.lr_find``)."""
+        return {**LightningCLI.subcommands(), "lr_find": {"model", "datamodule"}}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_lightning_class_args(RunEarlyStopping, "early_stopping")  # off unless given a patience
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then, given a checkpoint, parse again with the checkpoint's settings as the defaults."""
@@ -149,8 +159,8 @@ class LinlightCLI(LightningCLI):
         if config.get("weights_only") is False:
             raise CheckpointError("linlight reads checkpoints with weights_only=True only, so no code in a file runs")
         ckpt = config.get("ckpt_path")
-        if ckpt is None and subcommand != "fit":
-            ckpt = "last"  # validate/test/predict use the newest run's weights unless told otherwise
+        if ckpt is None and subcommand in ("validate", "test", "predict"):
+            ckpt = "last"  # they use the newest run's weights unless told otherwise (lr_find: the initial ones)
         if ckpt is None:
             return
         root = Path(config.trainer.default_root_dir or os.getcwd())
@@ -200,12 +210,12 @@ class LinlightCLI(LightningCLI):
         if subcommand == "predict":  # predictions depend on the weights and the given x only
             return
         saved = checkpoint.get("datamodule_hyper_parameters", {})
-        now = config.data.as_dict()
+        now = {**config.data.as_dict(), **data_identity(config.data.as_dict())}  # and a data.csv file's content
         self.data_differs = {k: (v, now[k]) for k, v in saved.items()
                              if k in now and now[k] != v and k not in SAME_RESULTS}
         if not self.data_differs:
             return
-        diffs = ", ".join(f"data.{k}={new!r} (trained with {old!r})" for k, (old, new) in self.data_differs.items())
+        diffs = ", ".join(data_change(k, old, new) for k, (old, new) in self.data_differs.items())
         if subcommand == "fit":
             raise CheckpointError(f"{path} was trained on other data: {diffs}; resume with the data it was "
                                   "trained on (leave the data settings out), or start a new run")
@@ -232,8 +242,11 @@ class LinlightCLI(LightningCLI):
         ddp.use_for_ddp_names()  # `--trainer.strategy ddp` times out in 60 s, not 30 min (linlight.ddp)
         trainer = super().instantiate_trainer(**kwargs)
         # every callback costs a call at every hook of every batch: keep the ones this subcommand uses
-        unused = (RunCheckpoint,) if self.subcommand == "predict" else (PredictionWriter,)
-        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unused)]
+        unused = {"fit": (PredictionWriter,), "predict": (RunCheckpoint, RunEarlyStopping),
+                  "lr_find": (RunCheckpoint, PredictionWriter, RunEarlyStopping)}.get(
+            self.subcommand, (PredictionWriter, RunEarlyStopping))
+        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unused)
+                             and not (isinstance(c, RunEarlyStopping) and not c.enabled)]
         if isinstance(trainer.checkpoint_callback, RunCheckpoint):
             trainer.checkpoint_callback.resuming = self.subcommand == "fit" and self.run_version is not None
         return trainer
@@ -253,7 +266,7 @@ class LinlightCLI(LightningCLI):
         if version is None:
             if not is_primary_process():  # a DDP worker: the launching process chose the folder
                 version = int(os.environ[VERSION_ENV]) if VERSION_ENV in os.environ else None
-            elif self.subcommand == "fit":
+            elif self.subcommand in ("fit", "lr_find"):  # lr_find: a run folder of its own (linlight/tuning.py)
                 version = claim_version(root)
         if version is not None and is_primary_process():
             os.environ[VERSION_ENV] = str(version)
@@ -269,6 +282,12 @@ class LinlightCLI(LightningCLI):
         lines = fit_summary(self.trainer, self.model, self.program)  # every process: log_dir is a broadcast
         if self.summary and self.trainer.is_global_zero:
             print("\n".join(["", *lines]))
+
+    def after_lr_find(self) -> None:
+        if self.trainer.is_global_zero:
+            config, defaults = self.config["lr_find"], self._parser("lr_find").get_defaults()
+            args = fit_arguments(config, defaults, csv=self.datamodule.hparams.get("csv"))
+            print("\n".join(["", *lr_find_summary(self.trainer, linlight_fit(), args)]))
 
 
 class _NoAdvert(logging.Filter):

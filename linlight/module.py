@@ -4,7 +4,8 @@ One shared step serves train, validation and test. Once per epoch of ``fit`` it 
 ``loss/train`` and ``loss/val`` (the tutorial's test loss), torchmetrics' MAE, MSE and R² on the
 validation split as ``val/mae``, ``val/mse``, ``val/r2``, and what the model learned: ``params/weight`` and
 ``params/bias`` beside the line's ``params/weight_true`` and ``params/bias_true``, and their absolute errors
-``params/weight_error`` and ``params/bias_error``. The TensorBoard step of all these scalars is the epoch.
+``params/weight_error`` and ``params/bias_error`` (data from a CSV file has no true line: those four are not
+logged). The TensorBoard step of all these scalars is the epoch.
 ``validate`` and ``test`` report ``{stage}/loss``, ``{stage}/mae``, ... once, at the step of the epoch the
 evaluated weights come from. Why these tags: ``linlight/board.py``.
 
@@ -179,11 +180,10 @@ class LitLinearRegression(pl.LightningModule):
 
     def _learned_line(self) -> dict[str, torch.Tensor]:
         weight, bias = (p.detach().reshape(()) for p in self.model.parameters())
-        datamodule = self.trainer.datamodule
-        if datamodule is None or not hasattr(datamodule.hparams, "weight"):
+        true_line = getattr(self.trainer.datamodule, "true_line", None)
+        if true_line is None:  # your own data (data.csv): no true line to compare with
             return {"params/weight": weight, "params/bias": bias}
-        h = datamodule.hparams
-        true_w, true_b = (torch.tensor(v, device=weight.device) for v in (h.weight, h.bias))
+        true_w, true_b = (torch.tensor(v, device=weight.device) for v in true_line)
         return {
             "params/weight": weight, "params/bias": bias, "params/weight_true": true_w, "params/bias_true": true_b,
             "params/weight_error": (weight - true_w).abs(), "params/bias_error": (bias - true_b).abs(),

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
+from linlight.stopping import RunEarlyStopping
+
 
 def shell(words: Sequence[str | Path]) -> str:
     """One command line, quoted for a POSIX shell."""
@@ -42,19 +44,31 @@ def resume_command(program: Sequence[str], checkpoint: str | Path, *extra: str) 
     return shell([*program, "--ckpt_path", Path(checkpoint).resolve(), *extra])
 
 
-def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequence[str]) -> list[str]:
-    """The lines ``linlight fit`` prints at the end: what was learned, where it is, what to run next."""
+def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequence[str],
+                extra: Sequence[str] = ()) -> list[str]:
+    """The lines ``linlight fit`` prints at the end: what was learned, where it is, what to run next.
+
+    ``extra`` lines (``scripts/train.py``'s test results) follow what was learned.
+    """
     metrics = module.epoch_metrics
     run = Path(trainer.log_dir).resolve()
     ckpt = trainer.checkpoint_callback
     epochs = trainer.current_epoch
     losses = "  ".join(f"{k} {metrics[k]:.4g}" for k in ("loss/train", "loss/val") if k in metrics)
     lines = [f"linlight: trained {type(module.model).__name__} for {epochs} epochs   {losses}"]
+    describe = getattr(trainer.datamodule, "describe", None)
+    if describe is not None:
+        lines.append(f"  data         {describe()}")
     for name in ("weight", "bias"):
         learned, true = metrics.get(f"params/{name}"), metrics.get(f"params/{name}_true")
-        if learned is not None:
+        if learned is not None:  # a true line only where the data has one (not for a data.csv file)
             versus = f"   true {true:.4f}   error {abs(learned - true):.4f}" if true is not None else ""
             lines.append(f"  {name:<12} learned {learned:.4f}{versus}")
+    stop = trainer.early_stopping_callback
+    stopped = isinstance(stop, RunEarlyStopping) and stop.stopped_early
+    if stopped:
+        lines.append(f"  stopped      {stop.describe()}")
+    lines += extra
     if ckpt is not None and ckpt.last_model_path:
         best = f"   (loss/val {ckpt.best_model_score.item():.4g})" if ckpt.best_model_score is not None else ""
         lines += [f"  last         {Path(ckpt.last_model_path).resolve()}",
@@ -65,6 +79,8 @@ def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequen
     lines += [f"  changed      {change}" for change in config_changes(run)]
     lines.append(f"  TensorBoard  {tensorboard_command(run.parent)}")
     if ckpt is not None and ckpt.last_model_path:
-        more = str(max(2 * epochs, epochs + 1))
-        lines.append(f"  train more   {resume_command(program, ckpt.last_model_path, '--trainer.max_epochs', more)}")
+        # more of what ended the run: patience if it stopped early, else epochs
+        more = (["--early_stopping.patience", str(2 * stop.patience)] if stopped
+                else ["--trainer.max_epochs", str(max(2 * epochs, epochs + 1))])
+        lines.append(f"  train more   {resume_command(program, ckpt.last_model_path, *more)}")
     return lines

@@ -3,6 +3,7 @@
     python scripts/train.py                               # V2, 1000 epochs: fit, test, plots, export
     python scripts/train.py --config linlight/configs/exercise.yaml
     python scripts/train.py --ckpt_path last              # continue the newest run, then test and export
+    python scripts/train.py --data.csv points.csv         # your own x,y points instead of the generated line
 
 It takes the same options as ``linlight fit``, then tests the trained model, draws the tutorial's plots
 (``predictions.png``, ``loss_curves.png``, and TensorBoard images), exports ``model.pth`` (the plain
@@ -30,7 +31,8 @@ def main(argv: list[str]) -> None:
         # every process: DDP syncs the test metrics, and log_dir is a broadcast
         (tested,) = trainer.test(model, datamodule=data, verbose=False)
         run = Path(trainer.log_dir).resolve()
-        lines = fit_summary(trainer, model, program)
+        test = "  ".join(f"{k} {tested[k]:.4g}" for k in ("test/loss", "test/mae", "test/mse", "test/r2"))
+        lines = fit_summary(trainer, model, program, extra=[f"  test         {test}"])
         if not trainer.is_global_zero:
             return
         pth = export_state_dict(model, run / "model.pth")
@@ -43,8 +45,6 @@ def main(argv: list[str]) -> None:
         if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
             onnx = export_onnx(reloaded, run / "model.onnx")
             assert torch.allclose(onnx_predict(onnx, x_test), expected, atol=1e-6)
-        test = "  ".join(f"{k} {tested[k]:.4g}" for k in ("test/loss", "test/mae", "test/mse", "test/r2"))
-        lines[3:3] = [f"  test         {test}"]
         lines += [
             f"  plots        {run / 'predictions.png'}  {run / 'loss_curves.png'}",
             f"  state_dict   {pth}",

@@ -4,6 +4,10 @@
 linlight promises (in order, or a permutation drawn from ``torch.Generator().manual_seed(seed * 1_000_003 +
 epoch)`` each epoch), the last batch shorter when the split does not divide. Per-epoch losses are the
 sample-weighted mean of the batch losses; the validation metrics come from their formulas.
+
+Beyond the tutorial: ``noise_std`` adds ``noise_std * torch.randn(len(X), 1, generator=torch.Generator().
+manual_seed(seed))`` to ``y`` (linlight's documented recipe); ``points`` trains on given ``(X, y)`` instead
+of the line (a CSV file's); ``patience`` stops as Lightning's ``EarlyStopping`` on the test loss does.
 """
 
 from __future__ import annotations
@@ -33,6 +37,27 @@ class PlainRun:
     state: dict
     test_metrics: list[dict[str, float]] = field(default_factory=list)  # mae, mse, r2 per test pass
     predict: object = None  # x -> the trained model's prediction
+    stopped_epoch: int | None = None  # where early stopping ended training, if it did
+
+
+class EarlyStop:
+    """Lightning's ``EarlyStopping`` rule, mode "min", written out: after each test pass the loss improves if
+    ``loss + min_delta < best`` (float32, strict); ``patience`` passes in a row without improvement, or a loss
+    that is not finite, stop training after that epoch."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.wait = torch.tensor(float("inf")), 0
+
+    def stop(self, loss: float) -> bool:
+        current = torch.tensor(loss)  # the logged float32 value
+        if not torch.isfinite(current):
+            return True
+        if current + self.min_delta < self.best:
+            self.best, self.wait = current, 0
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
 
 
 def metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -58,14 +83,21 @@ def batches(n: int, batch_size: int | None, shuffle: bool, seed: int, epoch: int
 
 
 def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epochs=1000, lr=0.01,
-               test_every=1, batch_size=None, shuffle=False, seed=42,
-               lr_changes: dict[int, float] | None = None) -> PlainRun:
+               test_every=1, batch_size=None, shuffle=False, seed=42, noise_std=0.0, points=None,
+               patience=None, min_delta=0.0, lr_changes: dict[int, float] | None = None) -> PlainRun:
     """The tutorial's loop: seed 42, L1 loss, SGD, a test pass under inference_mode (full batch by default).
 
     ``lr_changes``: ``{epoch: lr}``, the learning rate to use from that epoch on (a resume with a new lr).
     """
-    X = torch.arange(start, end, step).unsqueeze(dim=1)
-    y = weight * X + bias
+    if points is None:
+        X = torch.arange(start, end, step).unsqueeze(dim=1)
+        y = weight * X + bias
+    else:
+        X, y = points
+    if noise_std:
+        y = y + noise_std * torch.randn(len(X), 1, generator=torch.Generator().manual_seed(seed))
+    early = EarlyStop(patience, min_delta) if patience is not None else None
+    stopped = None
     train_split = int(0.8 * len(X))
     X_train, y_train, X_test, y_test = X[:train_split], y[:train_split], X[train_split:], y[train_split:]
     torch.manual_seed(42)
@@ -95,6 +127,9 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
                 losses = [(loss_fn(p, t).item(), len(t)) for p, t in parts]
                 test_losses.append(losses[0][0] if len(losses) == 1 else weighted_mean(losses))
                 test_metrics.append(metrics(torch.cat([p for p, _ in parts]), y_test))
+            if early is not None and early.stop(test_losses[-1]):
+                stopped = epoch
+                break
     w, b = (p.item() for p in model.parameters())
     state = {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -102,4 +137,4 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
         with torch.inference_mode():
             return model(torch.tensor(x).unsqueeze(1)).flatten().tolist()
 
-    return PlainRun(train_losses, test_losses, w, b, state, test_metrics, predict)
+    return PlainRun(train_losses, test_losses, w, b, state, test_metrics, predict, stopped)

@@ -382,9 +382,10 @@ def test_corrupt_last_names_the_newest_good_checkpoint_and_how_to_use_it(tmp_pat
     (ckpts / "last.ckpt").write_bytes(good[: len(good) // 2])
     code, err = in_process("fit", "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", "last",
                            "--trainer.max_epochs", "50", capsys=capsys)
+    best = ckpts / "best-epoch=29.ckpt"
     last = error_line(err, code, f"{ckpts / 'last.ckpt'} is not a readable PyTorch checkpoint (truncated or corrupt)",
-                      f"the newest readable checkpoint is {ckpts / 'best-epoch=29.ckpt'} (of the same run, after 30 "
-                      f"epochs): to use it, run {sys.prefix}/bin/linlight fit --ckpt_path {ckpts / 'best-epoch=29.ckpt'}")
+                      f"the newest readable checkpoint is {best} (of the same run, after 30 "
+                      f"epochs): to use it, run {sys.prefix}/bin/linlight fit --ckpt_path {best}")
     assert [p.name for p in run.glob("config*.yaml")] == ["config.yaml"]  # it did not start anything
     linlight(*resume_command_in(last), "--trainer.max_epochs", "50", *FAST, cwd=tmp_path)
     assert_same_as_plain(run, 50)
