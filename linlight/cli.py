@@ -129,7 +129,8 @@ class LinlightCLI(LightningCLI):
             trainer_defaults={"max_epochs": 1000, "log_every_n_steps": 1, "enable_model_summary": False},
             auto_configure_optimizers=False,  # the optimizer is the tutorial's SGD, set by --model.lr
             # a mistyped option is an error, never a silently accepted abbreviation of another one
-            parser_kwargs={"prog": "linlight", "description": "Learn a straight line, the Lightning way.",
+            parser_kwargs={"prog": "linlight", "description": "Learn a straight line, the Lightning way. Searches "
+                           "over settings: linlight sweep (see linlight sweep --help).",
                            "allow_abbrev": False},
             parser_class=LinlightParser,
             args=args,

@@ -85,3 +85,11 @@ def reference_run(tmp_path_factory) -> tuple[Path, Path, str]:
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     return root, run_dir(root), proc.stdout
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the tests that read one shared run go to one worker, which makes the run once."""
+    for item in items:
+        shared = [name for name in ("reference_run", "exercise_run") if name in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))

@@ -104,6 +104,7 @@ def resume_command_in(line: str) -> list[str]:
 
 # 1. one writer per run ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_second_writer_is_refused_and_the_run_continues_exactly(tmp_path):
     run = run_dir(tmp_path)
     first = start("fit", *LONG, "--checkpoint.every_n_epochs", "5", cwd=tmp_path)
@@ -216,6 +217,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-R", "-l", str(disk)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_full_disk_stops_with_the_path_and_resumes_exactly(small_disk):
     root = ["--trainer.default_root_dir", str(small_disk)]
     run = run_dir(small_disk)
@@ -237,6 +239,7 @@ def test_full_disk_stops_with_the_path_and_resumes_exactly(small_disk):
     all_checkpoints_load(run / "checkpoints")
 
 
+@pytest.mark.slow
 def test_checkpoint_folder_made_read_only_mid_run(small_disk):
     subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)
     root = ["--trainer.default_root_dir", str(small_disk)]
@@ -377,7 +380,9 @@ def test_stale_temporary_files_are_removed_only_when_safe(tmp_path):
 def test_corrupt_last_names_the_newest_good_checkpoint_and_how_to_use_it(tmp_path, capsys):
     run = run_dir(tmp_path)
     ckpts = run / "checkpoints"
-    linlight("fit", "--trainer.max_epochs", "30", "--checkpoint.every_n_epochs", "10", *FAST, cwd=tmp_path)
+    root = ["--trainer.default_root_dir", str(tmp_path)]
+    assert in_process("fit", *root, "--trainer.max_epochs", "30", "--checkpoint.every_n_epochs", "10",
+                      capsys=capsys)[0] == 0
     good = (ckpts / "last.ckpt").read_bytes()
     (ckpts / "last.ckpt").write_bytes(good[: len(good) // 2])
     code, err = in_process("fit", "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", "last",
@@ -387,7 +392,8 @@ def test_corrupt_last_names_the_newest_good_checkpoint_and_how_to_use_it(tmp_pat
                       f"the newest readable checkpoint is {best} (of the same run, after 30 "
                       f"epochs): to use it, run {sys.prefix}/bin/linlight fit --ckpt_path {best}")
     assert [p.name for p in run.glob("config*.yaml")] == ["config.yaml"]  # it did not start anything
-    linlight(*resume_command_in(last), "--trainer.max_epochs", "50", *FAST, cwd=tmp_path)
+    code, err = in_process(*resume_command_in(last), "--trainer.max_epochs", "50", capsys=capsys)  # as printed
+    assert code == 0, err
     assert_same_as_plain(run, 50)
 
 

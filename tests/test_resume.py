@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,7 +86,11 @@ def test_sigterm_saves_and_prints_the_command_that_continues_the_run(tmp_path):
 
 def test_ctrl_c_while_starting_is_one_line(tmp_path):
     proc = start("fit", *FAST, cwd=tmp_path, module="linlight")  # the command's entry point
-    time.sleep(0.8)  # importing torch and Lightning takes seconds
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + 60
+    while "libtorch" not in maps.read_text():  # importing torch: Lightning's imports take seconds more
+        assert proc.poll() is None and time.monotonic() < deadline, "the command did not start importing torch"
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130

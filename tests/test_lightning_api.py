@@ -1,0 +1,49 @@
+"""The private members of Lightning (and of torch and TensorBoard) that linlight overrides, calls or reads are
+still there in the installed versions. An override of a method that was renamed would silently never run,
+so each is checked by name, and its signature where linlight overrides it (the README lists why each is used).
+"""
+
+import inspect
+
+import pytest
+from lightning.fabric.utilities import distributed
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from torch.utils.tensorboard import SummaryWriter
+
+# (owner, member, parameters of an overridden method or None for a member that is only called or read)
+PRIVATE = [
+    (LightningCLI, "_parse_ckpt_path", ["self"]),
+    (LightningCLI, "_get", None),
+    (LightningCLI, "_parser", None),
+    (ModelCheckpoint, "_save_checkpoint", ["self", "trainer", "filepath"]),
+    (ModelCheckpoint, "_monitor_candidates", ["self", "trainer"]),
+    (ModelCheckpoint, "_save_last_checkpoint", None),
+    (DDPStrategy, "_configure_launcher", ["self"]),
+    (_SubprocessScriptLauncher, "launch", ["self", "function", "args", "trainer", "kwargs"]),
+    (_SubprocessScriptLauncher, "_call_children_scripts", None),
+    (distributed, "_set_num_threads_if_needed", None),
+    (SummaryWriter, "_get_file_writer", None),
+]
+
+
+@pytest.mark.parametrize("owner, member, parameters", PRIVATE, ids=[f"{o.__name__}.{m}" for o, m, _ in PRIVATE])
+def test_private_members_linlight_relies_on_exist(owner, member, parameters):
+    found = getattr(owner, member, None)
+    assert found is not None, (f"{owner.__module__}.{owner.__name__} has no {member} any more: linlight's use of it "
+                               "(see the README, 'Where linlight reaches into Lightning') needs a new way")
+    if parameters is not None:
+        assert list(inspect.signature(found).parameters) == parameters, f"{member} changed its signature"
+
+
+def test_attributes_set_by_lightning_that_linlight_reads(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path)
+    assert hasattr(checkpoint, "_last_global_step_saved"), "ModelCheckpoint no longer tracks its last saved step"
+    logger = TensorBoardLogger(tmp_path)
+    assert hasattr(logger, "_prefix"), "TensorBoardLogger has no _prefix: RunLogger.log_metrics needs a new check"
+    launcher = _SubprocessScriptLauncher.__init__
+    assert "num_nodes" in inspect.signature(launcher).parameters
+    assert "procs" in inspect.getsource(_SubprocessScriptLauncher), "the launcher no longer keeps its children"
