@@ -112,6 +112,7 @@ class LinlightCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True, program: Sequence[str] | None = None,
                  plots: bool = False, summary: bool = True) -> None:
+        self.argv = sys.argv[1:] if args is None else args
         self.program = list(program or linlight_fit())
         self.plots, self.summary = plots, summary
         self.run_version: int | None = None
@@ -137,10 +138,15 @@ class LinlightCLI(LightningCLI):
             run=run,
         )
 
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        """Lightning's four, and ``lr_find`` (``LinlightTrainer.lr_find``)."""
-        return {**LightningCLI.subcommands(), "lr_find": {"model", "datamodule"}}
+    def subcommands(self) -> dict[str, set[str]]:
+        """Lightning's four, and ``lr_find`` (``LinlightTrainer.lr_find``); only the one the command line names.
+
+        LightningCLI builds a parser for every subcommand, each about a tenth of a second of signatures and
+        docstrings read; only the one run is needed (all of them for ``linlight --help``).
+        """
+        every = {**LightningCLI.subcommands(), "lr_find": {"model", "datamodule"}}
+        named = next((a for a in self.argv if a in every), None) if isinstance(self.argv, list) else None
+        return {named: every[named]} if named else every
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")

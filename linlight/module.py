@@ -65,6 +65,7 @@ class LitLinearRegression(pl.LightningModule):
         self._counts: dict[str, int] = {}
         self.epoch_metrics: dict[str, float] = {}
         self.trained_epochs = 0  # how many epochs the weights have seen: the step of evaluation results
+        self._true_line: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -165,8 +166,9 @@ class LitLinearRegression(pl.LightningModule):
                 f"training diverged at epoch {self.current_epoch}: the loss is {total.item() / self._counts[stage]}; "
                 f"try a smaller learning rate than --model.lr {self.hparams.lr}"
             )
-        count = torch.tensor(float(self._counts.pop(stage)), dtype=torch.float64, device=total.device)
+        count = self._counts.pop(stage)
         if self.trainer.world_size > 1:  # every process saw an equal share: sum over all of them
+            count = torch.tensor(float(count), dtype=torch.float64, device=total.device)
             total, count = (self.trainer.strategy.reduce(t, reduce_op="sum") for t in (total, count))
         fitting = self.trainer.state.fn == TrainerFn.FITTING
         values = {f"loss/{stage}" if fitting else f"{stage}/loss": (total / count).float()}  # see linlight.board
@@ -183,7 +185,9 @@ class LitLinearRegression(pl.LightningModule):
         true_line = getattr(self.trainer.datamodule, "true_line", None)
         if true_line is None:  # your own data (data.csv): no true line to compare with
             return {"params/weight": weight, "params/bias": bias}
-        true_w, true_b = (torch.tensor(v, device=weight.device) for v in true_line)
+        if self._true_line is None or self._true_line[0].device != weight.device:  # made once, not every epoch
+            self._true_line = tuple(torch.tensor(v, device=weight.device) for v in true_line)
+        true_w, true_b = self._true_line
         return {
             "params/weight": weight, "params/bias": bias, "params/weight_true": true_w, "params/bias_true": true_b,
             "params/weight_error": (weight - true_w).abs(), "params/bias_error": (bias - true_b).abs(),
