@@ -286,8 +286,10 @@ class LinlightCLI(LightningCLI):
         stop = next((c for c in self.trainer.callbacks if isinstance(c, GracefulStop)), None)
         if stop is not None:
             stop.raise_if_stopped(self.trainer)
+        if not self.summary:
+            return
         lines = fit_summary(self.trainer, self.model, self.program)  # every process: log_dir is a broadcast
-        if self.summary and self.trainer.is_global_zero:
+        if self.trainer.is_global_zero:
             print("\n".join(["", *lines]))
 
     def after_lr_find(self) -> None:

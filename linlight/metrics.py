@@ -9,6 +9,8 @@ are float64: R² subtracts sums of squares of nearly equal size, which in float3
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torchmetrics import Metric
 
@@ -30,8 +32,8 @@ class RegressionMetrics(Metric):
     # switches hash each submodule (a set of the modules seen) several times an epoch
     __hash__ = object.__hash__
 
-    def __init__(self, prefix: str = "") -> None:
-        super().__init__()
+    def __init__(self, prefix: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.prefix = prefix
         for name in SUMS:
             self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
