@@ -87,6 +87,13 @@ class EpochSampler:
                 yield slice(i + r * share, i + (r + 1) * share)
 
 
+def take(t: torch.Tensor, idx: slice | torch.Tensor) -> torch.Tensor:
+    """Rows ``idx`` of ``t``: a view for a slice; ``index_select`` for indices, which (unlike ``t[idx]`` with
+    int32 indices) leaves no memory behind: over an epoch of 10^8 points, ``t[idx]`` grew the process by 0.3x
+    the data."""
+    return t[idx] if isinstance(idx, slice) else t.index_select(0, idx)
+
+
 class TensorBatches:
     """An iterable of ``(x, y)`` batches cut from two tensors by an ``EpochSampler``.
 
@@ -106,7 +113,7 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor] | list[tuple[torch.Tensor, torch.Tensor]]]:
         x, y, k = self.x, self.y, self.steps_per_execution
-        batches = ((x[idx], y[idx]) for idx in self.sampler)
+        batches = ((take(x, idx), take(y, idx)) for idx in self.sampler)
         if k == 1:
             yield from batches
             return
