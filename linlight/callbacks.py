@@ -36,10 +36,12 @@ from linlight.summary import resume_command
 class RunCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` that flushes the loggers before each save and always saves ``last.ckpt`` at the end.
 
-    ``resuming`` is set by the CLI when a run continues in its own checkpoint folder.
+    ``resuming`` is set by the CLI when a run continues in its own checkpoint folder; ``evaluating`` for
+    ``validate``, ``test`` and ``predict``, which save nothing.
     """
 
     resuming = False
+    evaluating = False
 
     @property
     def state_key(self) -> str:
@@ -63,6 +65,14 @@ class RunCheckpoint(ModelCheckpoint):
             except OSError as e:
                 raise ConfigError(f"cannot write checkpoints to {self.dirpath}: {e.strerror}") from None
             remove_stale_temps(self.dirpath, any_writer=self._run_is_locked(trainer))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # An evaluation saves nothing, so the run's best score and paths have nothing to do; restoring them is
+        # where Lightning warns that "the dirpath has changed" (an evaluation writes into no checkpoint folder).
+        # The callback stays in the Trainer all the same: without it Lightning warns that the checkpoint's
+        # callbacks "need to be provided".
+        if not self.evaluating:
+            super().load_state_dict(state_dict)
 
     def _run_is_locked(self, trainer: pl.Trainer) -> bool:
         """True if this process holds the lock of the run folder the checkpoints are in: no one else writes."""

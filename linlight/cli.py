@@ -249,13 +249,14 @@ class LinlightCLI(LightningCLI):
         ddp.use_for_ddp_names()  # `--trainer.strategy ddp` times out in 60 s, not 30 min (linlight.ddp)
         trainer = super().instantiate_trainer(**kwargs)
         # every callback costs a call at every hook of every batch: keep the ones this subcommand uses
-        unused = {"fit": (PredictionWriter,), "predict": (RunCheckpoint, RunEarlyStopping),
+        unused = {"fit": (PredictionWriter,), "predict": (RunEarlyStopping,),
                   "lr_find": (RunCheckpoint, PredictionWriter, RunEarlyStopping)}.get(
             self.subcommand, (PredictionWriter, RunEarlyStopping))
         trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unused)
                              and not (isinstance(c, RunEarlyStopping) and not c.enabled)]
         if isinstance(trainer.checkpoint_callback, RunCheckpoint):
             trainer.checkpoint_callback.resuming = self.subcommand == "fit" and self.run_version is not None
+            trainer.checkpoint_callback.evaluating = self.subcommand in ("validate", "test", "predict")
         return trainer
 
     def _logger(self, config: dict[str, Any]) -> RunLogger | bool:

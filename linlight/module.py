@@ -61,7 +61,7 @@ class LitLinearRegression(pl.LightningModule):
         # compute_groups=False: the three metrics share no state, so grouping only adds checks to every update
         self.val_metrics = RegressionMetrics("val/")
         self.test_metrics = RegressionMetrics("test/")
-        self._loss_sums: dict[str, list[torch.Tensor]] = {}  # per stage: loss * batch size, per step
+        self._loss_sums: dict[str, torch.Tensor] = {}  # per stage: the sum of loss * batch size, float64
         self._counts: dict[str, int] = {}
         self.epoch_metrics: dict[str, float] = {}
         self.trained_epochs = 0  # how many epochs the weights have seen: the step of evaluation results
@@ -99,8 +99,13 @@ class LitLinearRegression(pl.LightningModule):
         x, y = batch
         pred = self(x)
         loss = self.loss_fn(pred, y)
-        # float64 sums: a full batch's mean comes back bit for bit, many batches' mean is exact enough
-        self._loss_sums.setdefault(stage, []).append(loss.detach().double() * len(x))
+        # A float64 running sum, in order (a full batch's mean comes back bit for bit), added in place: a list
+        # of per-step tensors kept the heap from shrinking, +0.25x the data over an epoch of 10^8 points.
+        weighted = loss.detach().double() * len(x)
+        if stage in self._loss_sums:
+            self._loss_sums[stage].add_(weighted)
+        else:
+            self._loss_sums[stage] = weighted
         self._counts[stage] = self._counts.get(stage, 0) + len(x)
         if stage != "train":
             self._stage_metrics(stage).update(pred, y)
@@ -157,10 +162,9 @@ class LitLinearRegression(pl.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         """Compute the stage's epoch values once and publish them to the logger and the callbacks."""
-        sums = self._loss_sums.pop(stage, [])
-        if not sums:
+        total = self._loss_sums.pop(stage, None)
+        if total is None:
             return
-        total = torch.stack(sums).sum() if len(sums) > 1 else sums[0]
         if stage == "train" and not torch.isfinite(total):  # once an epoch: no sync with the device every step
             raise DivergedError(
                 f"training diverged at epoch {self.current_epoch}: the loss is {total.item() / self._counts[stage]}; "

@@ -63,6 +63,12 @@ def find_checkpoint(root: str | Path, which: str, subcommand: str = "fit") -> Pa
     readable checkpoint, with the command that uses that one instead.
     """
     found = _candidate(root, which)
+    if found is None and which == "best" and _candidate(root, "last") is not None:
+        raise LinlightError(
+            f"no best checkpoint found under {runs_dir(root)}: a best-*.ckpt is saved when a validation falls "
+            "on a checkpoint epoch (every --checkpoint.every_n_epochs, 100 by default), so a shorter run has "
+            "only last.ckpt; use --ckpt_path last"
+        )
     if found is None:
         raise LinlightError(
             f"no {which} checkpoint found under {runs_dir(root)}: train first with `linlight fit`, or pass "

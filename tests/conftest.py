@@ -8,6 +8,7 @@ import subprocess
 import sys
 from contextlib import chdir, redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -58,7 +59,7 @@ def cli(*args: str, cwd: Path) -> tuple[int, str, str]:
 
     out, err = io.StringIO(), io.StringIO()
     code = 0
-    with chdir(cwd), redirect_stdout(out), redirect_stderr(err):
+    with chdir(cwd), redirect_stdout(out), redirect_stderr(err), patch.object(sys, "argv", ["linlight"]):
         try:
             main(list(args))
         except SystemExit as e:

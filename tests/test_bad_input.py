@@ -6,6 +6,7 @@ exit code and stderr a shell sees.
 
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -99,7 +100,8 @@ def test_bad_checkpoints(tmp_path, trained, monkeypatch):
     good = trained.read_bytes()
     (tmp_path / "empty.ckpt").write_bytes(b"")
     (tmp_path / "truncated.ckpt").write_bytes(good[: len(good) // 2])
-    (tmp_path / "random.ckpt").write_bytes(os.urandom(4096))
+    # fixed garbage: random bytes read as a corrupt zip or as a bad pickle, and the two have their own message
+    (tmp_path / "random.ckpt").write_bytes(random.Random(0).randbytes(4096))
     torch.save({"state_dict": {"encoder.weight": torch.zeros(3, 3)}, "pytorch-lightning_version": "2.6.0"},
                tmp_path / "foreign.ckpt")
     torch.save({"weight": torch.zeros(1, 1), "bias": torch.zeros(1)}, tmp_path / "model.pth")
@@ -130,6 +132,9 @@ def test_bad_checkpoints(tmp_path, trained, monkeypatch):
     assert not marker.exists(), "code in a checkpoint ran"
     assert trained.read_bytes() == good  # the run's own checkpoint is untouched
     fails(tmp_path, "fit", "--ckpt_path", str(trained), "--weights_only", "false", words="weights_only=True")
+    # 20 epochs, a best checkpoint every 100: there is none, and the error says why and what to use
+    fails(tmp_path, "predict", "--ckpt_path", "best", "--data.predict_x", "[1.0]",
+          words="so a shorter run has only last.ckpt; use --ckpt_path last")
 
 
 def test_a_malicious_state_dict_is_refused_by_load_model(tmp_path, monkeypatch):

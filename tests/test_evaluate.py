@@ -3,6 +3,7 @@ checkpoint was trained with, unless told otherwise, and then say what differs. N
 
 import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -83,6 +84,22 @@ def test_an_explicit_data_setting_is_used_and_said(exercise_run, truth):
     pred = torch.tensor(truth.predict(x[n:].flatten().tolist())).unsqueeze(1)
     assert table(out, "test")["mae"] == pytest.approx(metrics(pred, y[n:])["mae"], rel=1e-5)
     assert scalars(run) == before  # results on other data are not written into the run
+
+
+def test_evaluations_give_no_lightning_warnings(exercise_run):
+    # what a user would read as trouble: "the dirpath has changed", "callbacks ... need to be provided", ...
+    root, run = exercise_run
+    before = scalars(run)
+    for args in (["validate", "--ckpt_path", "last"], ["test", "--data.weight", "0.7"],
+                 ["predict", "--data.predict_x", "[0.5]"]):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code, _, err = cli(*args, "--trainer.enable_progress_bar", "false", cwd=root)
+        assert code == 0, err
+        said = [f"{w.category.__name__}: {w.message}" for w in caught
+                if "lightning" in w.filename and not w.category.__name__.startswith("Jsonargparse")]
+        assert said == [], args
+    assert scalars(run) == before
 
 
 def test_a_checkpoint_of_another_model_is_refused(exercise_run):
