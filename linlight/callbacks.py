@@ -253,7 +253,11 @@ class PredictionWriter(BasePredictionWriter):
         lines = ["x,y", *(f"{a!s},{b!s}" for a, b in zip(x.flatten().numpy(), y.flatten().numpy()))]
         if self.output is None:
             print("\n".join(lines))
-        else:
+            return
+        try:
             self.output.parent.mkdir(parents=True, exist_ok=True)
             self.output.write_text("\n".join(lines) + "\n")
-            print(f"wrote {len(y)} predictions to {self.output}", file=sys.stderr)
+        except OSError as e:
+            raise ConfigError(f"cannot write predictions to {self.output}: {e.strerror or e}; "
+                              "choose another --predictions.output") from None
+        print(f"wrote {len(y)} predictions to {self.output}", file=sys.stderr)

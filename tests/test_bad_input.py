@@ -137,6 +137,13 @@ def test_bad_checkpoints(tmp_path, trained, monkeypatch):
           words="so a shorter run has only last.ckpt; use --ckpt_path last")
 
 
+def test_predictions_that_cannot_be_written(tmp_path, trained):
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "a_file" / "predictions.csv"
+    fails(tmp_path, "predict", "--ckpt_path", str(trained), "--data.predict_x", "[1.0]", "--predictions.output",
+          str(out), words=f"cannot write predictions to {out}: Not a directory; choose another --predictions.output")
+
+
 def test_a_malicious_state_dict_is_refused_by_load_model(tmp_path, monkeypatch):
     marker = tmp_path / "PWNED"
     monkeypatch.setenv("PWNED_MARKER", str(marker))
