@@ -258,6 +258,7 @@ class PredictionWriter(BasePredictionWriter):
             self.output.parent.mkdir(parents=True, exist_ok=True)
             self.output.write_text("\n".join(lines) + "\n")
         except OSError as e:
-            raise ConfigError(f"cannot write predictions to {self.output}: {e.strerror or e}; "
+            why = f"{e.filename} is a file, not a folder" if isinstance(e, FileExistsError) else e.strerror or e
+            raise ConfigError(f"cannot write predictions to {self.output}: {why}; "
                               "choose another --predictions.output") from None
         print(f"wrote {len(y)} predictions to {self.output}", file=sys.stderr)

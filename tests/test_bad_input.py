@@ -141,7 +141,7 @@ def test_predictions_that_cannot_be_written(tmp_path, trained):
     (tmp_path / "a_file").write_text("")
     out = tmp_path / "a_file" / "predictions.csv"
     fails(tmp_path, "predict", "--ckpt_path", str(trained), "--data.predict_x", "[1.0]", "--predictions.output",
-          str(out), words=f"cannot write predictions to {out}: Not a directory; choose another --predictions.output")
+          str(out), words=f"cannot write predictions to {out}: {out.parent} is a file, not a folder; choose another")
 
 
 def test_a_malicious_state_dict_is_refused_by_load_model(tmp_path, monkeypatch):
