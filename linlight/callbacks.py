@@ -36,12 +36,10 @@ from linlight.summary import resume_command
 class RunCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` that flushes the loggers before each save and always saves ``last.ckpt`` at the end.
 
-    ``resuming`` is set by the CLI when a run continues in its own checkpoint folder; ``evaluating`` for
-    ``validate``, ``test`` and ``predict``, which save nothing.
+    ``resuming`` is set by the CLI when a fit continues a run in its own checkpoint folder.
     """
 
     resuming = False
-    evaluating = False
 
     @property
     def state_key(self) -> str:
@@ -67,11 +65,12 @@ class RunCheckpoint(ModelCheckpoint):
             remove_stale_temps(self.dirpath, any_writer=self._run_is_locked(trainer))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # An evaluation saves nothing, so the run's best score and paths have nothing to do; restoring them is
-        # where Lightning warns that "the dirpath has changed" (an evaluation writes into no checkpoint folder).
-        # The callback stays in the Trainer all the same: without it Lightning warns that the checkpoint's
+        # The best score and paths belong to the checkpoint's run folder: restored only when that run goes on.
+        # A fit from a checkpoint outside its run starts a run of its own (whose best is its own), and an
+        # evaluation saves nothing; restoring there is where Lightning warns that "the dirpath has changed".
+        # The callback stays in those Trainers all the same: without it Lightning warns that the checkpoint's
         # callbacks "need to be provided".
-        if not self.evaluating:
+        if self.resuming:
             super().load_state_dict(state_dict)
 
     def _run_is_locked(self, trainer: pl.Trainer) -> bool:

@@ -256,7 +256,6 @@ class LinlightCLI(LightningCLI):
                              and not (isinstance(c, RunEarlyStopping) and not c.enabled)]
         if isinstance(trainer.checkpoint_callback, RunCheckpoint):
             trainer.checkpoint_callback.resuming = self.subcommand == "fit" and self.run_version is not None
-            trainer.checkpoint_callback.evaluating = self.subcommand in ("validate", "test", "predict")
         return trainer
 
     def _logger(self, config: dict[str, Any]) -> RunLogger | bool:

@@ -4,6 +4,7 @@ Most run in this process (`conftest.cli`, the command's own `main`); the process
 exit codes, start-up) is tested by a few subprocess tests here and in test_resume.py and test_bad_input.py.
 """
 
+import re
 import shutil
 import sys
 import warnings
@@ -142,7 +143,12 @@ def test_resume_from_a_file_outside_the_runs_starts_a_new_run(tmp_path):
     fit(tmp_path, "--trainer.max_epochs", "100")
     saved = tmp_path / "saved.ckpt"
     shutil.copy(run_dir(tmp_path) / "checkpoints" / "last.ckpt", saved)
-    fit(tmp_path, "--ckpt_path", str(saved), "--trainer.max_epochs", "150")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out, _ = fit(tmp_path, "--ckpt_path", str(saved), "--trainer.max_epochs", "150")
+    assert not [w for w in caught if "dirpath has changed" in str(w.message)]
+    # the new run's best is its own: epochs 100-149 hold no checkpoint epoch, so it has none (not version_0's)
+    assert re.search(r"^  best +none$", out, re.M), out
     last = load_ckpt(run_dir(tmp_path, 1) / "checkpoints" / "last.ckpt")
     assert last["epoch"] == 150
     assert torch.equal(last["state_dict"]["model.linear_layer.weight"], plain_loop(epochs=150).state["weight"])
