@@ -63,11 +63,11 @@ def find_checkpoint(root: str | Path, which: str, subcommand: str = "fit") -> Pa
     readable checkpoint, with the command that uses that one instead.
     """
     found = _candidate(root, which)
-    if found is None and which == "best" and _candidate(root, "last") is not None:
+    if found is None and which == "best" and (last := _candidate(root, "last")) is not None:
         raise LinlightError(
-            f"no best checkpoint found under {runs_dir(root)}: a best-*.ckpt is saved when a validation falls "
-            "on a checkpoint epoch (every --checkpoint.every_n_epochs, 100 by default), so a shorter run has "
-            "only last.ckpt; use --ckpt_path last"
+            f"the newest run, {last.parent.parent}, has no best checkpoint: a best-*.ckpt is saved when a "
+            "validation falls on a checkpoint epoch (every --checkpoint.every_n_epochs, 100 by default), so a "
+            "shorter run has only last.ckpt; use --ckpt_path last, or an older run's best-*.ckpt by its path"
         )
     if found is None:
         raise LinlightError(
@@ -86,8 +86,10 @@ def _candidate(root: str | Path, which: str) -> Path | None:
         ckpt_dir = runs_dir(root) / f"version_{v}" / "checkpoints"
         if which == "last" and (ckpt_dir / "last.ckpt").is_file():
             return ckpt_dir / "last.ckpt"
-        if which == "best" and (best := sorted(ckpt_dir.glob("best*.ckpt"), key=os.path.getmtime)):
-            return best[-1]
+        if which == "best" and ((ckpt_dir / "last.ckpt").is_file() or any(ckpt_dir.glob("best*.ckpt"))):
+            # the newest run with checkpoints: its best, or none (never an older run's, silently)
+            best = sorted(ckpt_dir.glob("best*.ckpt"), key=os.path.getmtime)
+            return best[-1] if best else None
     return None
 
 

@@ -55,7 +55,11 @@ def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequen
     ckpt = trainer.checkpoint_callback
     epochs = trainer.current_epoch
     losses = "  ".join(f"{k} {metrics[k]:.4g}" for k in ("loss/train", "loss/val") if k in metrics)
-    lines = [f"linlight: trained {type(module.model).__name__} for {epochs} epochs   {losses}"]
+    if metrics:
+        lines = [f"linlight: trained {type(module.model).__name__} for {epochs} epochs   {losses}"]
+    else:  # a resume with nothing left to do (max_epochs reached, or stopped early with no more patience)
+        lines = [f"linlight: no epochs trained: the run already holds {epochs} epochs of {type(module.model).__name__}"
+                 f" and has nothing left to train with these settings"]
     describe = getattr(trainer.datamodule, "describe", None)
     if describe is not None:
         lines.append(f"  data         {describe()}")
@@ -70,7 +74,8 @@ def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequen
         lines.append(f"  stopped      {stop.describe()}")
     lines += extra
     if ckpt is not None and ckpt.last_model_path:
-        best = f"   (loss/val {ckpt.best_model_score.item():.4g})" if ckpt.best_model_score is not None else ""
+        best = (f"   (loss/val {ckpt.best_model_score.item():.4g}, the lowest of the checkpoint epochs)"
+                if ckpt.best_model_score is not None else "")
         lines += [f"  last         {Path(ckpt.last_model_path).resolve()}",
                   f"  best         {Path(ckpt.best_model_path).resolve() if ckpt.best_model_path else 'none'}{best}"]
     lines.append(f"  run          {run}")

@@ -7,6 +7,7 @@ exit code and stderr a shell sees.
 import os
 import pickle
 import random
+import shutil
 
 import pytest
 import torch
@@ -132,9 +133,13 @@ def test_bad_checkpoints(tmp_path, trained, monkeypatch):
     assert not marker.exists(), "code in a checkpoint ran"
     assert trained.read_bytes() == good  # the run's own checkpoint is untouched
     fails(tmp_path, "fit", "--ckpt_path", str(trained), "--weights_only", "false", words="weights_only=True")
-    # 20 epochs, a best checkpoint every 100: there is none, and the error says why and what to use
+    # 20 epochs, a best checkpoint every 100: there is none, and the error says why and what to use; an
+    # older run's best is not taken instead
+    older = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "best-epoch=99.ckpt"
+    shutil.copytree(trained.parent.parent, tmp_path / "lightning_logs" / "version_1")
+    older.write_bytes(good)
     fails(tmp_path, "predict", "--ckpt_path", "best", "--data.predict_x", "[1.0]",
-          words="so a shorter run has only last.ckpt; use --ckpt_path last")
+          words=f"the newest run, {tmp_path / 'lightning_logs' / 'version_1'}, has no best checkpoint")
 
 
 def test_predictions_that_cannot_be_written(tmp_path, trained):

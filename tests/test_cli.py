@@ -160,3 +160,10 @@ def test_resume_last_without_any_run_is_an_error(tmp_path):
     assert code == 1
     assert "no last checkpoint found" in err.strip().splitlines()[-1]
     assert not (tmp_path / "lightning_logs" / "version_0").exists()  # no silent fresh start
+
+
+def test_a_resume_with_nothing_left_to_train_says_so(tmp_path):
+    fit(tmp_path, "--trainer.max_epochs", "20")
+    out, _ = fit(tmp_path, "--ckpt_path", "last")  # the run's own max_epochs: reached
+    assert "linlight: no epochs trained: the run already holds 20 epochs of LinearRegressionModelV2" in out
+    assert "--trainer.max_epochs 40" in out.splitlines()[-1]  # and how to train more
