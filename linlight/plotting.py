@@ -12,6 +12,7 @@ are drawn at the size TensorBoard shows them, so their text is readable without 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -144,7 +145,15 @@ def loss_figure(run_dir: Path, **style) -> Figure:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
+    # A resumed run's event file starts with its purge step, and TensorBoard's reader says so as a warning
+    # ("Detected out of order event.step ... Purging"): that purge is the resume working, nothing to report.
+    reader_log = logging.getLogger("tensorboard")
+    level = reader_log.level
+    reader_log.setLevel(logging.ERROR)
+    try:
+        events.Reload()
+    finally:
+        reader_log.setLevel(level)
     train, val = (events.Scalars(tag) for tag in ("loss/train", "loss/val"))
     every = sample_every(len(train))
     if len(val) == len(train):  # validated every epoch: the same points as the train curve

@@ -54,4 +54,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    argv, sys.argv = sys.argv[1:], sys.argv[:1]  # handed over as args: LightningCLI warns if sys.argv has them too
+    main(argv)

@@ -85,6 +85,9 @@ def finish(proc: subprocess.Popen, command: str, timeout: float = 600) -> str:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, f"`{command}` failed ({proc.returncode}):\n{out[-3000:]}\n{err[-3000:]}"
     assert "Traceback" not in out + err, f"`{command}`:\n{err[-3000:]}"
+    # a library's warning ("/.../site-packages/x.py:12: ...") or TensorBoard's purge notice reads as trouble
+    worrying = re.findall(r"^.*(?:site-packages/\S+\.py:\d+: |Detected out of order event).*$", err, re.M)
+    assert not worrying, f"`{command}` warns:\n" + "\n".join(worrying)
     return out + err
 
 
