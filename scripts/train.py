@@ -23,10 +23,14 @@ from linlight.export import export_onnx, export_state_dict, load_model, onnx_pre
 from linlight.summary import fit_summary
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
+    # The options are `linlight fit`'s, read from the command line as LightningCLI reads it (given as `args` as
+    # well, it warns); a DDP rank re-runs this script with this command line, "fit" included.
+    if sys.argv[1:2] != ["fit"]:
+        sys.argv.insert(1, "fit")
     with user_errors():
         program = [sys.executable, str(Path(__file__).resolve())]
-        cli = LinlightCLI(args=["fit", *argv], program=program, plots=True, summary=False)
+        cli = LinlightCLI(program=program, plots=True, summary=False)
         trainer, model, data = cli.trainer, cli.model, cli.datamodule
         # every process: DDP syncs the test metrics, and log_dir is a broadcast
         (tested,) = trainer.test(model, datamodule=data, verbose=False)
@@ -54,5 +58,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    argv, sys.argv = sys.argv[1:], sys.argv[:1]  # handed over as args: LightningCLI warns if sys.argv has them too
-    main(argv)
+    main()
