@@ -260,7 +260,7 @@ class TensorDatasetLine(LineDataModule):
         return DataLoader(TensorDataset(*self.test_data), batch_size=self.hparams.batch_size)
 
 
-def scale_all(step: float, epochs: int, plan: list[tuple[int, int]]) -> dict:
+def scale_all(step: float, epochs: int, plan: list[tuple[int, int]], rounds: int = 2) -> dict:
     """Every scale variant in one process, alternating rounds; the DataLoader one once, last (it is slow)."""
     quiet()
     results: dict[str, dict[str, list[float]]] = {}
@@ -268,7 +268,7 @@ def scale_all(step: float, epochs: int, plan: list[tuple[int, int]]) -> dict:
         variants = {"raw": ("raw", 1), "bare": ("bare", 1), "linlight": ("linlight", 1), f"linlight K={k}":
                     ("linlight", k)}
         runs = results.setdefault(str(batch), {name: [] for name in variants})
-        for _ in range(2):
+        for _ in range(rounds):
             for name, (variant, kk) in random.sample(list(variants.items()), len(variants)):
                 runs[name].append(scale(variant, step, batch, epochs, kk))
     batch = str(plan[0][0])
@@ -330,8 +330,8 @@ def bench_costs(repeats: int, epochs: int) -> list[tuple[str, str, str]]:
     return rows
 
 
-def bench_scale(step: float, epochs: int, plan: list[tuple[int, int]]) -> list[tuple[str, str, str]]:
-    everything = worker("scale", str(step), str(epochs), ",".join(f"{b}:{k}" for b, k in plan))
+def bench_scale(step: float, epochs: int, plan: list[tuple[int, int]], rounds: int = 2) -> list[tuple[str, str, str]]:
+    everything = worker("scale", str(step), str(epochs), ",".join(f"{b}:{k}" for b, k in plan), str(rounds))
     rows = []
     n = round(1 / step)
     for batch, _ in plan:
@@ -376,7 +376,7 @@ def main() -> None:
             result = costs(int(rest[0]), int(rest[1]))
         elif kind == "scale":
             plan = [tuple(map(int, part.split(":"))) for part in rest[2].split(",")]
-            result = scale_all(float(rest[0]), int(rest[1]), plan)
+            result = scale_all(float(rest[0]), int(rest[1]), plan, int(rest[3]))
         else:
             result = memory(float(rest[0]), int(rest[1]) or None, int(rest[2]))
         print(json.dumps(result))
@@ -388,7 +388,7 @@ def main() -> None:
     if "costs" in parts:
         rows += bench_costs(1 if quick else args.repeats, 20 if quick else 1000)
     if "scale" in parts:
-        rows += bench_scale(1e-4 if quick else 1e-6, 3 if quick else 4, [(1024, 32), (65536, 16)])
+        rows += bench_scale(1e-4 if quick else 1e-6, 3 if quick else 4, [(1024, 32), (65536, 16)], 1 if quick else 2)
     if "memory" in parts:
         rows += bench_memory(1e-5 if quick else 1e-8)
     import torch

@@ -460,7 +460,7 @@ def test_a_killed_ddp_peer_ends_the_run_with_an_error_and_it_resumes_exactly(tmp
     Rank 1 dies while rank 0 is busy outside any collective for 6 s: Lightning's child observer would SIGKILL
     rank 0 within 5 s, before it could say anything (linlight.ddp.ChildWatch waits for it).
     """
-    args = [*DDP, "--trainer.max_epochs", "300", "--checkpoint.every_n_epochs", "10"]
+    args = [*DDP, "--trainer.max_epochs", "120", "--checkpoint.every_n_epochs", "10"]
     reference = tmp_path / "reference"
     reference.mkdir()
     linlight("fit", *args, *FAST, cwd=reference)
