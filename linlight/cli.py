@@ -314,16 +314,17 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except LinlightError as e:
-        print(f"linlight: {e.prefix}{e}", file=sys.stderr)
+        # one write per line: DDP processes share stderr, and print's two writes (text, newline) interleave
+        sys.stderr.write(f"linlight: {e.prefix}{e}\n")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:  # Ctrl-C outside training (GracefulStop handles it during a fit)
-        print("linlight: interrupted (Ctrl-C)", file=sys.stderr)
+        sys.stderr.write("linlight: interrupted (Ctrl-C)\n")
         sys.exit(130)
     except Exception as e:  # a fault a run meets (a full disk, a lost DDP peer): one line (linlight.faults)
         error = user_error(e)
         if error is None:
             raise
-        print(f"linlight: error: {error}", file=sys.stderr)
+        sys.stderr.write(f"linlight: error: {error}\n")
         sys.exit(1)
     finally:
         release_all()  # a run's lock lasts as long as the command (linlight.locks)
