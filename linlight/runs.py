@@ -57,22 +57,29 @@ def claim_version(root: str | Path) -> int:
 
 
 def find_checkpoint(root: str | Path, which: str, subcommand: str = "fit") -> Path:
-    """The ``last.ckpt`` (or newest ``best-*.ckpt``) of the newest run under ``root`` that has one.
+    """The ``last.ckpt`` (or newest ``best-*.ckpt``) of the newest run under ``root`` that has checkpoints.
 
-    The file is read (``read_checkpoint``): if it is unreadable, the error names it and the newest
-    readable checkpoint, with the command that uses that one instead.
+    Never another run's, silently: if that run has no best checkpoint, the error says so and why. The file is
+    read (``read_checkpoint``): if it is unreadable, the error names it and the newest readable checkpoint,
+    with the command that uses that one instead.
     """
-    found = _candidate(root, which)
-    if found is None and which == "best" and (last := _candidate(root, "last")) is not None:
-        raise LinlightError(
-            f"the newest run, {last.parent.parent}, has no best checkpoint: a best-*.ckpt is saved when a "
-            "validation falls on a checkpoint epoch (every --checkpoint.every_n_epochs, 100 by default), so a "
-            "shorter run has only last.ckpt; use --ckpt_path last, or an older run's best-*.ckpt by its path"
-        )
-    if found is None:
+    ckpt_dir = _newest_checkpoint_dir(root)
+    if ckpt_dir is None:
         raise LinlightError(
             f"no {which} checkpoint found under {runs_dir(root)}: train first with `linlight fit`, or pass "
             "--ckpt_path FILE (and --trainer.default_root_dir if the runs are elsewhere)"
+        )
+    if which == "last":
+        found = ckpt_dir / "last.ckpt"
+        if not found.is_file():  # (a run saves last.ckpt with every best one: only if removed by hand)
+            raise LinlightError(f"the newest run, {ckpt_dir.parent}, has no last.ckpt; pass --ckpt_path FILE")
+    else:
+        found = max(ckpt_dir.glob("best*.ckpt"), key=os.path.getmtime, default=None)
+    if found is None:
+        raise LinlightError(
+            f"the newest run, {ckpt_dir.parent}, has no best checkpoint: a best-*.ckpt is saved when a "
+            "validation falls on a checkpoint epoch (every --checkpoint.every_n_epochs, 100 by default), so a "
+            "shorter run has only last.ckpt; use --ckpt_path last, or an older run's best-*.ckpt by its path"
         )
     try:
         read_checkpoint(found, need_training_state=subcommand == "fit")
@@ -81,15 +88,12 @@ def find_checkpoint(root: str | Path, which: str, subcommand: str = "fit") -> Pa
     return found
 
 
-def _candidate(root: str | Path, which: str) -> Path | None:
+def _newest_checkpoint_dir(root: str | Path) -> Path | None:
+    """The checkpoint folder of the newest run that has one checkpoint or more (not, say, an lr_find run)."""
     for v in reversed(versions(root)):
         ckpt_dir = runs_dir(root) / f"version_{v}" / "checkpoints"
-        if which == "last" and (ckpt_dir / "last.ckpt").is_file():
-            return ckpt_dir / "last.ckpt"
-        if which == "best" and ((ckpt_dir / "last.ckpt").is_file() or any(ckpt_dir.glob("best*.ckpt"))):
-            # the newest run with checkpoints: its best, or none (never an older run's, silently)
-            best = sorted(ckpt_dir.glob("best*.ckpt"), key=os.path.getmtime)
-            return best[-1] if best else None
+        if (ckpt_dir / "last.ckpt").is_file() or any(ckpt_dir.glob("best*.ckpt")):
+            return ckpt_dir
     return None
 
 
