@@ -69,12 +69,14 @@ def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequen
             versus = f"   true {true:.4f}   error {abs(learned - true):.4f}" if true is not None else ""
             lines.append(f"  {name:<12} learned {learned:.4f}{versus}")
     stop = trainer.early_stopping_callback
-    stopped = isinstance(stop, RunEarlyStopping) and stop.stopped_early
+    stopping = isinstance(stop, RunEarlyStopping) and stop.enabled
+    stopped = stopping and stop.stopped_early
     if stopped:
         lines.append(f"  stopped      {stop.describe()}")
     lines += extra
     if ckpt is not None and ckpt.last_model_path:
-        best = (f"   (loss/val {ckpt.best_model_score.item():.4g}, the lowest of the checkpoint epochs)"
+        which = "the best early stopping judged" if stopping else "the lowest of the checkpoint epochs"
+        best = (f"   (loss/val {ckpt.best_model_score.item():.4g}, {which})"
                 if ckpt.best_model_score is not None else "")
         lines += [f"  last         {Path(ckpt.last_model_path).resolve()}",
                   f"  best         {Path(ckpt.best_model_path).resolve() if ckpt.best_model_path else 'none'}{best}"]

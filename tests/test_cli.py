@@ -15,6 +15,8 @@ import yaml
 from conftest import CONFIGS, REPO, cli, load_ckpt, run_dir, scalars
 from plain import plain_loop
 
+from linlight.checkpoints import next_epoch
+
 FAST = ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
 
 
@@ -95,7 +97,7 @@ def test_run_folder_checkpoints_and_the_best_one(tmp_path):
     best_epoch = 99 if truth.test_losses[99] <= truth.test_losses[199] else 199  # best of the epochs saved
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"best-epoch={best_epoch}.ckpt", "last.ckpt"]
     last = load_ckpt(run / "checkpoints" / "last.ckpt")  # weights_only=True
-    assert last["epoch"] == 250  # the final state, although 250 is not a multiple of every_n_epochs=100
+    assert next_epoch(last) == 250  # the final state, although 250 is not a multiple of every_n_epochs=100
     assert torch.equal(last["state_dict"]["model.linear_layer.weight"], truth.state["weight"])
     # the summary: where everything is, with commands that run as printed
     assert f"last         {run / 'checkpoints' / 'last.ckpt'}" in out
@@ -150,7 +152,7 @@ def test_resume_from_a_file_outside_the_runs_starts_a_new_run(tmp_path):
     # the new run's best is its own: epochs 100-149 hold no checkpoint epoch, so it has none (not version_0's)
     assert re.search(r"^  best +none$", out, re.M), out
     last = load_ckpt(run_dir(tmp_path, 1) / "checkpoints" / "last.ckpt")
-    assert last["epoch"] == 150
+    assert next_epoch(last) == 150
     assert torch.equal(last["state_dict"]["model.linear_layer.weight"], plain_loop(epochs=150).state["weight"])
     assert [s for s, _ in scalars(run_dir(tmp_path, 1))["loss/train"]] == list(range(100, 150))
 

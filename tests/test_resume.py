@@ -76,7 +76,7 @@ def test_sigterm_saves_and_prints_the_command_that_continues_the_run(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err
     stopped = int(re.search(r"stopped on SIGTERM after (\d+) epochs", err.strip().splitlines()[-1]).group(1))
-    assert load_ckpt(run_dir(work) / "checkpoints" / "last.ckpt")["epoch"] == stopped  # saved where it stopped
+    assert next_epoch(load_ckpt(run_dir(work) / "checkpoints" / "last.ckpt")) == stopped  # saved where it stopped
     assert 20 <= stopped < 1000, "the run ended before the signal: make it longer"
     resumed = new_shell(continue_command(err), cwd=elsewhere)
     assert resumed.returncode == 0, resumed.stderr
