@@ -84,8 +84,8 @@ class RunCheckpoint(ModelCheckpoint):
             raise ConfigError("linlight saves checkpoints at the end of training epochs: leave out "
                               "--checkpoint.save_on_train_epoch_end (or set it to true)")
         self._last_saved_step, self._held, self._replaced = None, {}, []
-        if stage == "fit" and trainer.is_global_zero and self.dirpath:  # fail now, not at the first save
-            try:
+        if stage == "fit" and trainer.is_global_zero and self.dirpath and not trainer.fast_dev_run:  # fail now,
+            try:  # not at the first save
                 Path(self.dirpath).mkdir(parents=True, exist_ok=True)
                 probe = Path(self.dirpath) / ".write-test"
                 probe.touch()

@@ -50,6 +50,9 @@ def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequen
 
     ``extra`` lines (``scripts/train.py``'s test results) follow what was learned.
     """
+    if trainer.fast_dev_run:  # Lightning's check of the loops: no logger, no checkpoint, no run folder
+        return [f"linlight: fast_dev_run: {int(trainer.fast_dev_run)} batch(es) of training and validation ran as a "
+                "check; nothing was written (no run folder, no checkpoint)"]
     metrics = module.epoch_metrics
     run = Path(trainer.log_dir).resolve()
     ckpt = trainer.checkpoint_callback

@@ -140,11 +140,11 @@ def fit_arguments(config: Namespace, defaults: Namespace, csv: str | None = None
             continue
         if key == "data.csv" and csv is not None:
             value = csv
-        args += [f"--{key}", _option(value)]
+        args += [f"--{key}", command_option(value)]
     return args
 
 
-def _option(value: Any) -> str:
+def command_option(value: Any) -> str:
     """A setting as the command line writes it (YAML/JSON scalars, JSON for lists and classes)."""
     if isinstance(value, bool) or value is None:
         return json.dumps(value)

@@ -1,4 +1,5 @@
-"""Callbacks for subprocess trials, to aim a fault at a moment: ``HoldSave`` and ``Busy``.
+"""Callbacks for trials, to aim a fault at a moment or watch a run: ``HoldSave``, ``Busy``, ``Progress``,
+``LastEpochs`` and ``FailsAtTrainEnd``.
 
 ``HoldSave`` holds one save of ``last.ckpt`` open so a test can kill -9 right there.
 
@@ -101,3 +102,14 @@ class FailsAtTrainEnd(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         raise RuntimeError("FailsAtTrainEnd: a callback failed at the end of training")
+
+
+class Progress(pl.Callback):
+    """Writes the number of epochs trained so far into the file ``path`` after every epoch (for a test to pick
+    its moment to kill the run)."""
+
+    def __init__(self, path: str = "progress.txt") -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.path.write_text(str(trainer.current_epoch + 1))
