@@ -59,7 +59,7 @@ from linlight.runs import (
     run_of,
     runs_dir,
 )
-from linlight.settings import check_trainer, parse_error, trainer_error
+from linlight.settings import check_trainer, parse_error, setting_error
 from linlight.stopping import RunEarlyStopping
 from linlight.summary import fit_summary, linlight_fit
 from linlight.tuning import LinlightTrainer, command_option, fit_arguments, lr_find_summary
@@ -123,6 +123,7 @@ class LinlightCLI(LightningCLI):
         self.next_epoch: int | None = None
         self.data_differs: dict[str, tuple[Any, Any]] = {}
         self.claimed: tuple[Path, bool] | None = None  # a run folder this command made, and if it made its parent
+        self._building_trainer = False
         try:
             self._init(args, run)
         except BaseException:
@@ -268,19 +269,21 @@ class LinlightCLI(LightningCLI):
                 folder.parent.rmdir()  # only if empty
         self.claimed = None
 
-    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+    def instantiate_classes(self) -> None:
         try:
-            return self._instantiate_trainer_with(**kwargs)
-        except (MisconfigurationException, ValueError, TypeError) as e:
-            if isinstance(e, LinlightError):
+            super().instantiate_classes()
+        except (MisconfigurationException, ValueError, TypeError, ImportError) as e:  # (ImportError: a setting
+            # that needs a package that is not installed, e.g. --trainer.precision transformer-engine)
+            group = "trainer" if self._building_trainer else _group_of(e)
+            if isinstance(e, LinlightError) or group is None:
                 raise
-            raise self._trainer_error(e) from None
+            raise self._setting_error(group, e) from None
 
-    def _trainer_error(self, error: Exception) -> ConfigError:
-        """Lightning's refusal of a Trainer setting, in one line naming it (``linlight.settings``)."""
-        config = self.config[self.subcommand].trainer
-        defaults = self._parser(self.subcommand).get_defaults().trainer
-        built = self._get(self.config_init, "trainer")
+    def _setting_error(self, group: str, error: Exception) -> ConfigError:
+        """Lightning's refusal of a setting, in one line naming it (``linlight.settings``)."""
+        config = self.config[self.subcommand][group]
+        defaults = self._parser(self.subcommand).get_defaults()[group]
+        built = self._get(self.config_init, group) if group == "trainer" else config
         keys = [k for k in vars(config) if k not in ("callbacks", "logger", "plugins")
                 and config.get(k) != defaults.get(k)]
         given = {k: built.get(k) for k in keys}
@@ -291,7 +294,13 @@ class LinlightCLI(LightningCLI):
                      "enable_model_summary": False}
             return Trainer(**{**quiet, **setting})
 
-        return trainer_error(error, given, shown, build)
+        return setting_error(error, group, given, shown, build if group == "trainer" else None)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        self._building_trainer = True
+        trainer = self._instantiate_trainer_with(**kwargs)
+        self._building_trainer = False
+        return trainer
 
     def _instantiate_trainer_with(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer")
@@ -359,6 +368,17 @@ class LinlightCLI(LightningCLI):
             config, defaults = self.config["lr_find"], self._parser("lr_find").get_defaults()
             args = fit_arguments(config, defaults, csv=self.datamodule.hparams.get("csv"))
             print("\n".join(["", *lr_find_summary(self.trainer, linlight_fit(), args)]))
+
+
+def _group_of(error: BaseException) -> str | None:
+    """The settings group whose class raised ``error`` while being built (the innermost one in its traceback)."""
+    groups = {RunCheckpoint: "checkpoint", RunEarlyStopping: "early_stopping", PredictionWriter: "predictions"}
+    found, tb = None, error.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        found = next((g for cls, g in groups.items() if isinstance(owner, cls)), found)
+        tb = tb.tb_next
+    return found
 
 
 class _NoAdvert(logging.Filter):

@@ -9,9 +9,10 @@ Three kinds of bad setting, three places:
 - a value of the wrong type or an unknown option fails in the parser (jsonargparse); ``parse_error`` turns its
   message (for a union type, a dump of every alternative's failure, hundreds of characters) into the option,
   what it expects and what it got, and a mistyped option into a "did you mean";
-- a value Lightning refuses when the ``Trainer`` is built (``MisconfigurationException``, ``ValueError``,
-  ``TypeError``): ``trainer_error`` names the setting (the one its message names, else the one that fails
-  alone in a ``Trainer`` of its own) beside Lightning's own message;
+- a value Lightning refuses when the ``Trainer`` (or ``ModelCheckpoint``, ...) is built
+  (``MisconfigurationException``, ``ValueError``, ``TypeError``, ``ImportError`` for a missing package):
+  ``setting_error`` names the setting (the one its message names, else the one that fails alone in a
+  ``Trainer`` of its own) beside Lightning's own message;
 - a value Lightning takes and trips over later, or never notices (``check_trainer``): a
   ``check_val_every_n_epoch`` of 0 is a ZeroDivisionError in the first epoch, a negative ``min_epochs`` is
   silently none. These few are checked here, before a run folder is claimed.
@@ -55,6 +56,10 @@ def check_trainer(trainer: Mapping[str, Any], subcommand: str) -> None:
     if trainer.get("enable_checkpointing") is False:
         raise ConfigError("--trainer.enable_checkpointing false: linlight runs keep last.ckpt, which --ckpt_path "
                           "last resumes; leave it out (--checkpoint.every_n_epochs N saves less often)")
+    if trainer.get("model_registry"):  # Lightning uploads through its own checkpoint callback, never linlight's
+        raise ConfigError("--trainer.model_registry: Lightning uploads to a model registry only through the "
+                          "checkpoint callback it adds when there is none; linlight's runs keep their checkpoints "
+                          "in the run folder: leave it out")
     strategy = trainer.get("strategy")
     if _start_method(strategy) in SPAWNING:
         name = strategy if isinstance(strategy, str) else "with a start_method of spawn or fork"
@@ -73,26 +78,29 @@ def _start_method(strategy: Any) -> str | None:
     return None
 
 
-def trainer_error(error: Exception, given: Mapping[str, Any], shown: Mapping[str, str],
-                  build: Callable[[dict[str, Any]], Any]) -> ConfigError:
-    """Lightning's refusal to build the Trainer, as one line naming the setting it refused.
+def setting_error(error: Exception, group: str, given: Mapping[str, Any], shown: Mapping[str, str],
+                  build: Callable[[dict[str, Any]], Any] | None = None) -> ConfigError:
+    """Lightning's refusal of a group's settings (``trainer``, ``checkpoint``, ...), as one line naming the one
+    it refused beside its own message.
 
     Args:
-        error: what the Trainer raised.
-        given: the Trainer settings the user set (that differ from the defaults), as the Trainer takes them.
+        error: what the class raised when it was built.
+        group: the settings' group, as in ``--trainer.max_epochs``.
+        given: the group's settings the user set (that differ from the defaults), as the class takes them.
         shown: the same settings as the command line writes them.
-        build: builds a Trainer of one setting (and nothing that writes), to find the one that fails alone.
+        build: builds the class with one setting (and nothing that writes), to find the one that fails alone
+            when the message names none.
     """
     message = " ".join(str(error).split())
     message = re.sub(r"<([\w.]+?)\.(\w+) object at 0x[0-9a-f]+>", r"\2", message)  # no memory addresses
     named = [k for k in given if re.search(rf"(?<![\w.]){re.escape(k)}(?![\w])", message)]
-    if not named:
+    if not named and build is not None:
         named = [k for k in given if _fails_alone(build, k, given[k])]
     if not named:
         named = list(given)
-    settings = ", ".join(f"--trainer.{k} {shown.get(k, given[k])}" for k in named) or "the Trainer's settings"
+    settings = ", ".join(f"--{group}.{k} {shown.get(k, given[k])}" for k in named) or f"the {group} settings"
     hint = ""
-    if "accelerator" in named:
+    if group == "trainer" and "accelerator" in named:
         hint = f" (this machine has: {', '.join(available_accelerators())})"
     return ConfigError(f"{settings}: {message}{hint}")
 
@@ -151,36 +159,53 @@ def describe(hint: Any, value: str = "...") -> str:
     """A type as a person reads it: ``list[float] | None`` is "a list of numbers such as [0.5], or null"."""
     origin, args = get_origin(hint), get_args(hint)
     if origin in (Union, types.UnionType):
-        choices = [a for arg in args if get_origin(arg) is Literal for a in get_args(arg)]
-        parts = [describe(a, value) for a in args if get_origin(a) is not Literal and a is not type(None)]
+        choices = [c for a in args if get_origin(a) is Literal for c in get_args(a)]
+        classes = [a for a in args if _is_class(a)]
+        listed = [c for a in args if _is_list(a) and get_args(a) for c in _classes(get_args(a)[0])]
+        parts = []
         if choices:
-            parts.insert(0, "one of " + ", ".join(dict.fromkeys(str(c) for c in choices)))
+            parts.append("one of " + ", ".join(dict.fromkeys(str(c) for c in choices)))
+        if classes or listed:
+            names = [c.__name__ for c in dict.fromkeys([*classes, *listed])]
+            them = " (or a list of them)" if listed and classes else ""
+            parts.append(f"{'a list of ' if listed and not classes else ''}the import path of a "
+                         f"{' or '.join(names)}{them}")
+        parts += [describe(a, value) for a in args if get_origin(a) is not Literal and a is not type(None)
+                  and not _is_class(a) and not (_is_list(a) and get_args(a) and _classes(get_args(a)[0]))]
         if type(None) in args:
             parts.append("null")
         return ", or ".join(parts)
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
-    if hint is bool:
-        return "true or false"
-    if hint is int:
-        return "an integer"
-    if hint is float:
-        return "a number"
-    if hint is str:
-        return "a string"
-    if hint in (Path, datetime.timedelta):
-        return {Path: "a path", datetime.timedelta: "a duration (DD:HH:MM:SS)"}[hint]
-    if origin in (list, tuple, set, Iterable):
-        item = describe(args[0], value) if args else "values"
+    simple = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", Path: "a path",
+              datetime.timedelta: "a duration (DD:HH:MM:SS)"}
+    if hint in simple:
+        return simple[hint]
+    if _is_list(hint):
+        item = describe(get_args(hint)[0], value) if get_args(hint) else "values"
         example = value if value.startswith("[") else f"[{value}]"
         return f"a list of {_plural(item)} such as {example}"
     if origin in (dict, Mapping) or hint is dict:
         return "a mapping"
-    if isclass(hint):
-        return f"a {hint.__name__} (its import path, or a class_path/init_args mapping)"
+    if _is_class(hint):
+        return f"the import path of a {hint.__name__}"
     return str(hint)
 
 
+def _is_list(hint: Any) -> bool:
+    return get_origin(hint) in (list, tuple, set, Iterable)
+
+
+def _classes(hint: Any) -> list[Any]:
+    """The classes a type names: itself, or those of a union."""
+    return [a for a in (get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)) if _is_class(a)]
+
+
+def _is_class(hint: Any) -> bool:
+    return isclass(hint) and hint not in (bool, int, float, str, Path, datetime.timedelta, dict, type(None))
+
+
 def _plural(item: str) -> str:
-    words = {"an integer": "integers", "a number": "numbers", "a string": "strings", "true or false": "booleans"}
+    words = {"an integer": "integers", "a finite number": "numbers", "a string": "strings",
+             "true or false": "booleans"}
     return words.get(item, item)

@@ -60,7 +60,7 @@ def test_an_abbreviated_option_is_an_error(tmp_path):
     code, _, err = cli("fit", "--trainer.max_epoch", "10", cwd=tmp_path)
     assert code == 2
     assert err.strip().splitlines()[-1] == ("linlight: error: unrecognized arguments: --trainer.max_epoch 10 "
-                                            "(see: linlight fit --help)")
+                                            "(did you mean --trainer.max_epochs?) (see: linlight fit --help)")
     assert not (tmp_path / "lightning_logs").exists()
 
 
