@@ -371,4 +371,4 @@ class PredictionWriter(BasePredictionWriter):
             why = f"{e.filename} is a file, not a folder" if isinstance(e, FileExistsError) else e.strerror or e
             raise ConfigError(f"cannot write predictions to {self.output}: {why}; "
                               "choose another --predictions.output") from None
-        print(f"wrote {len(y)} predictions to {self.output}", file=sys.stderr)
+        print(f"wrote {len(y)} predictions to {self.output.resolve()}", file=sys.stderr)

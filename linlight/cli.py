@@ -200,7 +200,7 @@ class LinlightCLI(LightningCLI):
         run = run_of(path)
         if run is not None and Path(config.trainer.default_root_dir or os.getcwd()).resolve() == run[0]:
             self.run_version = run[1]
-        print(f"linlight: using checkpoint {path}", file=sys.stderr)
+        print(f"linlight: using checkpoint {path.resolve()}", file=sys.stderr)
 
     @staticmethod
     def _checkpoint_defaults(subcommand: str, path: Path, checkpoint: dict, own_callbacks: bool) -> dict[str, Any]:
@@ -335,7 +335,7 @@ class LinlightCLI(LightningCLI):
         """
         if self.subcommand in ("validate", "predict") or config.get("fast_dev_run"):
             return False  # (fast_dev_run: Lightning replaces any logger with a dummy, and saves nothing)
-        root = config.get("default_root_dir") or os.getcwd()
+        root = Path(config.get("default_root_dir") or os.getcwd()).resolve()  # every path derived is absolute
         version = self.run_version
         if self.subcommand == "test" and (version is None or self.data_differs):
             return False
@@ -366,7 +366,8 @@ class LinlightCLI(LightningCLI):
     def after_lr_find(self) -> None:
         if self.trainer.is_global_zero:
             config, defaults = self.config["lr_find"], self._parser("lr_find").get_defaults()
-            args = fit_arguments(config, defaults, csv=self.datamodule.hparams.get("csv"))
+            root = Path(self.trainer.log_dir).resolve().parents[1]  # <root>/lightning_logs/version_N
+            args = fit_arguments(config, defaults, root, csv=self.datamodule.hparams.get("csv"))
             print("\n".join(["", *lr_find_summary(self.trainer, linlight_fit(), args)]))
 
 

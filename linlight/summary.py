@@ -92,5 +92,25 @@ def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequen
         # more of what ended the run: patience if it stopped early, else epochs
         more = (["--early_stopping.patience", str(2 * stop.patience)] if stopped
                 else ["--trainer.max_epochs", str(max(2 * epochs, epochs + 1))])
-        lines.append(f"  train more   {resume_command(program, ckpt.last_model_path, *more)}")
+        command = resume_command(program, ckpt.last_model_path, *more)
+        lines += on_every_node(trainer, command) if trainer.num_nodes > 1 else [f"  train more   {command}"]
+    return lines
+
+
+def on_every_node(trainer: pl.Trainer, command: str) -> list[str]:
+    """A multi-node run goes on only with every node: the command for each, as this run was started.
+
+    Started by hand (Lightning's own environment: ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK``), each node's
+    line names its rank; under a cluster's launcher (SLURM, torchrun) the launcher sets them, so the one command
+    is started as this run was.
+    """
+    nodes = trainer.num_nodes
+    env = trainer.strategy.cluster_environment
+    if type(env).__name__ != "LightningEnvironment":
+        return [f"  train more   on all {nodes} nodes, started as this run was ({type(env).__name__}): {command}"]
+    lines = [f"  train more   on all {nodes} nodes at once, one line each (the run folder must be on a filesystem "
+             "they share):"]
+    for rank in range(nodes):
+        setting = f"MASTER_ADDR={shlex.quote(str(env.main_address))} MASTER_PORT={env.main_port} NODE_RANK={rank}"
+        lines.append(f"    node {rank}   {setting} {command}")
     return lines

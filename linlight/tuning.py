@@ -128,20 +128,25 @@ def _quiet(*names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def fit_arguments(config: Namespace, defaults: Namespace, csv: str | None = None) -> list[str]:
+def fit_arguments(config: Namespace, defaults: Namespace, root: str | Path, csv: str | None = None) -> list[str]:
     """The ``linlight fit`` options for the settings of ``config`` that differ from ``defaults``.
 
-    The search's own settings are left out; ``csv``, the data file, is given by its absolute path so the
-    command runs from any folder.
+    The search's own settings are left out. Paths are absolute, so the command runs from any folder and trains
+    beside the search: ``root`` (where the search's run folder is) as ``--trainer.default_root_dir``, always;
+    ``csv``, the data file; a checkpoint folder.
     """
     args = []
     for key, value in config.items():
         if key in SEARCH_ONLY or key.endswith("__path__") or value == defaults.get(key):
             continue
+        if key == "trainer.default_root_dir":
+            continue  # given below, absolute, whether it was set or not
         if key == "data.csv" and csv is not None:
             value = csv
+        if key == "checkpoint.dirpath" and value is not None:
+            value = Path(value).resolve()
         args += [f"--{key}", command_option(value)]
-    return args
+    return [*args, "--trainer.default_root_dir", str(Path(root).resolve())]
 
 
 def command_option(value: Any) -> str:
