@@ -145,6 +145,30 @@ def test_lr_find_suggests_a_rate_that_trains(tmp_path):
     assert code == 0 and f"using checkpoint {run_dir(root, 1) / 'checkpoints' / 'last.ckpt'}" in err
 
 
+def test_lr_find_plots_the_losses_it_measured(tmp_path):
+    """lr_find.png is drawn from lr_find.csv: each step's learning rate and the training loss of that step, as
+    a plain PyTorch loop measures it when it trains with those rates, from the first step on (not Lightning's
+    smoothed curve, which starts at half the initial loss)."""
+    lr_find(tmp_path, "--num_training", "40")
+    rows = (run_dir(tmp_path) / "lr_find.csv").read_text().splitlines()
+    assert rows[0] == "lr,loss" and len(rows) == 41
+    steps = [tuple(map(float, row.split(","))) for row in rows[1:]]
+    assert steps[0][1] == plain_loop(epochs=1).train_losses[0]  # the untrained model's loss: 0.555
+    X = torch.arange(0, 1, 0.02).unsqueeze(1)
+    X, y = X[:40], 0.7 * X[:40] + 0.3
+    torch.manual_seed(42)
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for lr, logged in steps:  # full batch: one step per learning rate
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = torch.nn.L1Loss()(model(X), y)
+        assert loss.item() == logged
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 def test_lr_find_restores_the_initial_weights(tmp_path):
     torch.manual_seed(42)
     model = LitLinearRegression()
@@ -155,7 +179,7 @@ def test_lr_find_restores_the_initial_weights(tmp_path):
     assert len(trainer.lr_finder.results["lr"]) == 30  # 30 full-batch steps, though max_epochs is 5
     assert trainer.fit_loop.max_epochs == 5 and 1e-6 <= lr <= 1
     assert all(torch.equal(v, initial[k]) for k, v in model.state_dict().items())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr_find.png"]  # its checkpoint removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr_find.csv", "lr_find.png"]  # its checkpoint removed
 
 
 @pytest.mark.parametrize("args, words", [(["--min_lr", "0"], "lr_find needs 0 < --min_lr < --max_lr"),
