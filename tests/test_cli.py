@@ -169,3 +169,27 @@ def test_a_resume_with_nothing_left_to_train_says_so(tmp_path):
     out, _ = fit(tmp_path, "--ckpt_path", "last")  # the run's own max_epochs: reached
     assert "linlight: no epochs trained: the run already holds 20 epochs of LinearRegressionModelV2" in out
     assert "--trainer.max_epochs 40" in out.splitlines()[-1]  # and how to train more
+
+
+def test_a_resume_that_fails_before_training_or_trains_nothing_records_no_segment(tmp_path):
+    """Only a segment that trains is recorded: a resume with nothing left to train, one Lightning refuses when
+    the Trainer is built, and one that fails when the fit is set up leave config*.yaml and segments.yaml as
+    they were; the resume that trains adds its own."""
+    from linlight.records import read_segments
+
+    fit(tmp_path, "--trainer.max_epochs", "20")
+    run = run_dir(tmp_path)
+    fit(tmp_path, "--ckpt_path", "last")  # the run's own max_epochs: nothing left to train
+    code, _, err = cli("fit", "--ckpt_path", "last", "--trainer.max_epochs", "30", "--trainer.devices", "0", *FAST,
+                       cwd=tmp_path)
+    assert code == 1 and "--trainer.devices 0" in err.strip().splitlines()[-1]
+    (tmp_path / "a_file").write_text("")
+    code, _, err = cli("fit", "--ckpt_path", "last", "--trainer.max_epochs", "30", "--checkpoint.dirpath",
+                       str(tmp_path / "a_file" / "ckpts"), *FAST, cwd=tmp_path)
+    assert code == 1 and "cannot write checkpoints" in err.strip().splitlines()[-1]
+    assert sorted(p.name for p in run.glob("config*.yaml")) == ["config.yaml"]
+    assert [s["config"] for s in read_segments(run)] == ["config.yaml"]
+    fit(tmp_path, "--ckpt_path", "last", "--trainer.max_epochs", "30")
+    assert [(s["config"], s["start_epoch"]) for s in read_segments(run)] == [("config.yaml", 0),
+                                                                            ("config.resume-1.yaml", 20)]
+    assert [v for _, v in scalars(run)["loss/train"]] == plain_loop(epochs=30).train_losses
