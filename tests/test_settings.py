@@ -16,7 +16,7 @@ from typing import Any, Union, get_args, get_origin
 
 import pytest
 import torch
-from conftest import cli
+from conftest import cli, linlight
 
 from linlight.cli import LinlightCLI
 
@@ -119,3 +119,15 @@ def test_a_bad_trainer_setting_is_one_line_and_leaves_no_run(tmp_path, name, val
     assert len(last) < 400, f"not a short line ({len(last)} characters): {last}"
     assert "Seed set" not in err, err
     assert not (tmp_path / "lightning_logs").exists(), "a failed command left a run folder"
+
+
+@pytest.mark.parametrize("args", [["--trainer.max_epochs", "-5"], ["--trainer.check_val_every_n_epoch", "0"]],
+                         ids=["refused-by-lightning", "refused-by-linlight"])
+def test_a_bad_trainer_setting_as_a_shell_sees_it(tmp_path, args):
+    """As a process, with Python's default warnings: the error is all it prints (no "Seed set to 42" before
+    it), and the exit code is 1."""
+    proc = linlight("fit", *args, cwd=tmp_path, check=False, env={"PYTHONWARNINGS": ""})
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"linlight: error: {' '.join(args)}: "), proc.stderr
+    assert not (tmp_path / "lightning_logs").exists()
