@@ -109,18 +109,23 @@ class RunCheckpoint(ModelCheckpoint):
             self._remove_replaced_bests(trainer)
 
     def _remove_replaced_bests(self, trainer: pl.Trainer) -> None:
-        """Best checkpoints saved after the one this fit resumed from, and not its best: a kill -9 cut the run
-        short after saving them, and the resumed run replaces those epochs (as their curves are replaced)."""
+        """Best checkpoints the checkpoint this fit resumed from does not name: saved after it (a kill -9 cut
+        the run short between a best's write and last.ckpt's), or replaced before it (a kill -9 between
+        last.ckpt's write and the old best's removal). The resumed run trains those epochs again, as their
+        curves are replaced. Without the callback's state for this folder (saved with another cadence, or in a
+        run since moved), only the newer go."""
         if trainer.ckpt_path is None:
             return
         try:
             since = Path(trainer.ckpt_path).stat().st_mtime
         except OSError:
             return
+        folder = Path(self.dirpath).resolve()
         kept = {Path(p).resolve() for p in (*self.best_k_models, self.best_model_path) if p}
-        for path in Path(self.dirpath).glob("best*.ckpt"):
+        named = any(p.parent == folder for p in kept)  # (a run moved elsewhere names its old folder)
+        for path in folder.glob("best*.ckpt"):
             try:
-                if path.resolve() not in kept and path.stat().st_mtime > since:
+                if path.resolve() not in kept and (named or path.stat().st_mtime > since):
                     trainer.strategy.remove_checkpoint(path)
             except OSError:
                 pass  # gone already

@@ -170,14 +170,18 @@ def test_early_stopping_keeps_the_weights_of_the_epoch_it_judged_best(tmp_path, 
 
 def test_a_resume_keeps_the_early_stopping_best(tmp_path):
     """Stopped by max_epochs while early stopping waits, then resumed to its stop: the best is the epoch an
-    uninterrupted run judges best, the only best file. A best saved after the checkpoint the resume starts from
-    (left by a kill -9 between the two writes) is not kept: the resumed run trains those epochs again."""
+    uninterrupted run judges best, the only best file. A best the checkpoint the resume starts from does not name
+    (left by a kill -9 between a best's write and last.ckpt's, or between last.ckpt's and the old best's removal)
+    is not kept: the resumed run trains those epochs again."""
     fit(tmp_path, "--early_stopping.patience", "20", "--trainer.max_epochs", "50", "--checkpoint.every_n_epochs", "10")
     run = run_dir(tmp_path)
     truth = plain_loop(epochs=300, patience=20)
     assert bests(run) == [f"best-epoch={truth.best_epoch}.ckpt"]  # judged by epoch 50 already
     stray = run / "checkpoints" / "best-epoch=47.ckpt"
     stray.write_bytes((run / "checkpoints" / "last.ckpt").read_bytes())  # saved after last.ckpt: newer
+    replaced = run / "checkpoints" / "best-epoch=29.ckpt"  # replaced, not yet removed when last.ckpt was saved
+    replaced.write_bytes(stray.read_bytes())
+    os.utime(replaced, (0, 0))
     fit(tmp_path, "--ckpt_path", "last", "--trainer.max_epochs", "300")
     assert bests(run) == [f"best-epoch={truth.best_epoch}.ckpt"]
     best = run / "checkpoints" / f"best-epoch={truth.best_epoch}.ckpt"
