@@ -249,7 +249,7 @@ class LinlightCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Refuse the Trainer settings Lightning takes and trips over only later, before any run folder exists."""
         if self.subcommand is not None:
-            check_trainer(self.config[self.subcommand].trainer.as_dict(), self.subcommand)
+            check_trainer(self.config[self.subcommand].trainer.as_dict())
 
     def _discard_untrained_run(self) -> None:
         """A command that failed before its first epoch was complete leaves no run folder behind (TensorBoard

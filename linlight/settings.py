@@ -33,8 +33,9 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from linlight.errors import ConfigError
 
-# The least value of Trainer settings Lightning accepts below it at construction: 0 for these is a
-# ZeroDivisionError in the first epoch, a negative count silently means none, a negative clip value no clipping.
+# The least sensible value of Trainer settings that Lightning takes below it when the Trainer is built: 0 for the
+# first three is a ZeroDivisionError in the first epoch, a negative count silently means none, a negative clip
+# value no clipping.
 TRAINER_LEAST = {"check_val_every_n_epoch": 1, "accumulate_grad_batches": 1, "log_every_n_steps": 1,
                  "min_epochs": 0, "min_steps": 0, "num_sanity_val_steps": -1, "gradient_clip_val": 0}
 # Lightning's multiprocessing start methods that re-create the model in new processes and hand the weights
@@ -42,7 +43,7 @@ TRAINER_LEAST = {"check_val_every_n_epoch": 1, "accumulate_grad_batches": 1, "lo
 SPAWNING = {"spawn", "fork", "forkserver"}
 
 
-def check_trainer(trainer: Mapping[str, Any], subcommand: str) -> None:
+def check_trainer(trainer: Mapping[str, Any]) -> None:
     """Refuse the Trainer settings Lightning would take and trip over later (see the module docstring)."""
     for key, least in TRAINER_LEAST.items():
         value = trainer.get(key)
