@@ -14,6 +14,7 @@ Checkpoints carry the versions they were saved with (``linlight_versions``, besi
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import platform
 import re
@@ -39,7 +40,14 @@ NOT_SETTINGS = {"ckpt_path", "config", "trainer.default_root_dir"}  # how a segm
 
 
 def software_versions() -> dict[str, str]:
-    """The versions a run trains with."""
+    """The versions a run trains with (a copy: every checkpoint carries them)."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    # Read once per process: importlib.metadata scans the installed packages (about 3 ms), and every checkpoint
+    # saved, or held in memory (a best with early stopping, at each improvement), asks again.
     try:
         from importlib.metadata import version
 
