@@ -209,3 +209,28 @@ def test_early_stopping_killed_and_resumed_keeps_its_best(tmp_path):
     assert holds(run / "checkpoints" / f"best-epoch={truth.best_epoch}.ckpt",
                  plain_loop(epochs=truth.best_epoch + 1, lr=0.001).state)
     assert_same_as_plain(run, truth)
+
+
+def test_early_stopping_writes_one_best_per_checkpoint_epoch_not_one_per_improvement(tmp_path, monkeypatch):
+    """The reference improves at nearly every epoch up to 43; with a checkpoint every 10 epochs, a best is
+    written only with last.ckpt: at 9, 19, 29, 39 and the stop, each the newest improvement then."""
+    from linlight import checkpoints
+
+    written = []
+    real = checkpoints.save_checkpoint
+
+    def counting(checkpoint, path):
+        written.append((Path(path).name, next_epoch(checkpoint)))
+        real(checkpoint, path)
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", counting)
+    fit(tmp_path, "--early_stopping.patience", "20", "--checkpoint.every_n_epochs", "10")
+    truth = plain_loop(epochs=300, patience=20)
+    losses = truth.test_losses
+    improved = [e for e in range(truth.best_epoch + 1) if losses[e] < min(losses[:e], default=float("inf"))]
+    assert len(improved) > 30  # nearly every epoch: what a write per improvement would have cost
+    newest = [max(i for i in improved if i < end) for end in (10, 20, 30, 40)] + [truth.best_epoch]
+    bests = [(name, held) for name, held in written if name.startswith("best")]
+    assert bests == [(f"best-epoch={e}.ckpt", e + 1) for e in newest]
+    lasts = [held for name, held in written if name == "last.ckpt"]
+    assert lasts == [10, 20, 30, 40, 50, 60, truth.stopped_epoch + 1]

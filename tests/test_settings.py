@@ -131,3 +131,14 @@ def test_a_bad_trainer_setting_as_a_shell_sees_it(tmp_path, args):
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"linlight: error: {' '.join(args)}: "), proc.stderr
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_fast_dev_run_checks_the_loops_and_writes_nothing(tmp_path):
+    """Lightning's fast_dev_run (one batch of each loop, no logger, no checkpoint): linlight claims no run
+    folder for it and says that nothing was written."""
+    code, out, err = cli("fit", "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false",
+                         cwd=tmp_path)
+    assert code == 0, err
+    assert out.strip().splitlines() == ["linlight: fast_dev_run: 1 batch(es) of training and validation ran as a "
+                                        "check; nothing was written (no run folder, no checkpoint)"]
+    assert list(tmp_path.iterdir()) == []
