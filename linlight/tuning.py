@@ -43,7 +43,7 @@ QUIET_LOGS = ("lightning.pytorch.trainer.connectors.checkpoint_connector", "ligh
 SKIP_BEGIN, SKIP_END = 10, 1  # the points Lightning's suggestion leaves out at each end of the curve
 # settings of the search itself, not of the training it prepares
 SEARCH_ONLY = {"min_lr", "max_lr", "num_training", "mode", "early_stop_threshold", "config", "model.lr",
-               "data.predict_x", "data.predict_csv", "predictions.output"}
+               "data.init_args.predict_x", "data.init_args.predict_csv", "predictions.output"}
 
 
 class LinlightTrainer(pl.Trainer):
@@ -138,9 +138,11 @@ def fit_arguments(config: Namespace, defaults: Namespace, csv: str | None = None
     for key, value in config.items():
         if key in SEARCH_ONLY or key.endswith("__path__") or value == defaults.get(key):
             continue
-        if key == "data.csv" and csv is not None:
+        if key in ("data.csv", "data.init_args.csv") and csv is not None:
             value = csv
-        args += [f"--{key}", _option(value)]
+        # a part given by class path as the command line writes it: --data CLASS, --data.csv FILE
+        option = key.removesuffix(".class_path").replace(".init_args.", ".")
+        args += [f"--{option}", _option(value)]
     return args
 
 

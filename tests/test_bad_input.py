@@ -118,7 +118,7 @@ def test_bad_checkpoints(tmp_path, trained, monkeypatch):
         "missing.ckpt": "does not exist", "empty.ckpt": "is empty (0 bytes)",
         "truncated.ckpt": "is not a readable PyTorch checkpoint (truncated or corrupt)",
         "random.ckpt": "it is not a checkpoint that loads safely as tensors and plain data",
-        "foreign.ckpt": "is a checkpoint of another model",
+        "foreign.ckpt": "holds weights only (no optimizer or loop state)",
         "model.pth": "is not a Lightning checkpoint (no 'state_dict'/'pytorch-lightning_version')",
         "weights_only.ckpt": "holds weights only (no optimizer or loop state), so training cannot resume from it",
         "evil.ckpt": "it is not a checkpoint that loads safely as tensors and plain data",
@@ -127,8 +127,11 @@ def test_bad_checkpoints(tmp_path, trained, monkeypatch):
     for name, words in cases.items():
         fails(tmp_path, "fit", "--ckpt_path", str(tmp_path / name), words=f"{tmp_path / name}")
         fails(tmp_path, "fit", "--ckpt_path", str(tmp_path / name), words=words)
+    # whether the weights are the model's is found by loading them strictly into the model the settings build
+    cases["foreign.ckpt"] = ("holds weights of another model than model.arch='v2': it has no model.linear_layer.bias, "
+                             "model.linear_layer.weight; it has encoder.weight the model has not")
     for sub in ("validate", "test", "predict"):  # every subcommand reads checkpoints the same way
-        for name in ("evil_torch.ckpt", "truncated.ckpt"):
+        for name in ("evil_torch.ckpt", "truncated.ckpt", "foreign.ckpt"):
             fails(tmp_path, sub, "--ckpt_path", str(tmp_path / name), "--data.predict_x", "[1.0]", words=cases[name])
     assert not marker.exists(), "code in a checkpoint ran"
     assert trained.read_bytes() == good  # the run's own checkpoint is untouched
