@@ -47,7 +47,7 @@ from linlight import ddp, settings
 from linlight.board import LearnedLine, RunBoard, RunLogger
 from linlight.callbacks import EpochProgressBar, GracefulStop, PredictionWriter, RunCheckpoint
 from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
-from linlight.data import FilePath, TensorDataModule, data_change, data_identity
+from linlight.data import TensorDataModule, data_change, data_identity
 from linlight.errors import CheckpointError, ConfigError, LinlightError
 from linlight.faults import user_error
 from linlight.locks import lock_run, release_all
@@ -112,6 +112,21 @@ def subclass_error(message: str) -> str:
     if inner.startswith('Parser key "'):
         return inner.replace('Parser key "', f'Parser key "{group}.', 1)
     return f'Parser key "{group}": {inner}'
+
+
+def _option_value(argv: list[str], option: str) -> str | None:
+    """The value of ``--option VALUE`` or ``--option=VALUE`` on a command line (the last one given)."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == option and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith(f"{option}="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def _own_callbacks(argv: list[str]) -> bool:
+    return any(a.startswith("--trainer.callbacks") for a in argv)
 
 
 def check_config_files(argv: list[str]) -> None:
@@ -180,7 +195,7 @@ class LinlightCLI(LightningCLI):
         return {named: every[named]} if named else every
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument("--import_path", type=list[FilePath] | None, default=None,
+        parser.add_argument("--import_path", type=list[settings.Folder] | None, default=None,
                             help="folders to import your own classes from (in a config file: relative to it)")
         parser.set_defaults({"data": {"class_path": DEFAULT_DATA}, "model.loss": {"class_path": "torch.nn.L1Loss"}})
         # the model's input size is the data's, for a model class that takes `in_features`
@@ -191,34 +206,43 @@ class LinlightCLI(LightningCLI):
         parser.add_lightning_class_args(RunEarlyStopping, "early_stopping")  # off unless given a patience
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then, given a checkpoint, parse again with the checkpoint's settings as the defaults."""
+        """Parse with a checkpoint's settings as the defaults: at once when the command line names the checkpoint
+        (or an evaluation takes the newest), so settings of its model and data parse (``--model.optimizer.betas``
+        of an Adam run); else parse, find the checkpoint, and parse again."""
+        early = None
         if isinstance(args, list) or args is None:
-            argv = sys.argv[1:] if args is None else args
+            argv = list(sys.argv[1:] if args is None else args)
             check_config_files(argv)
             settings.add_import_paths(argv)  # before parsing: the class paths may name modules found there
-        super().parse_arguments(parser, args)
+            early = self._named_checkpoint(argv)
+        if early is not None:
+            subcommand, path, checkpoint, defaults = early
+            at = argv.index(subcommand) + 1
+            self.config = parser.parse_args([*argv[:at], "--config", json.dumps(defaults), *argv[at:]])
+        else:
+            super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand is None:
             return
         config = self.config[subcommand]
         if config.get("weights_only") is False:
             raise CheckpointError("linlight reads checkpoints with weights_only=True only, so no code in a file runs")
-        ckpt = config.get("ckpt_path")
-        if ckpt is None and subcommand in ("validate", "test", "predict"):
-            ckpt = "last"  # they use the newest run's weights unless told otherwise (lr_find: the initial ones)
-        if ckpt is None:
-            return
-        root = Path(config.trainer.default_root_dir or os.getcwd())
-        path = find_checkpoint(root, ckpt, subcommand) if ckpt in ("last", "best") else Path(ckpt)
-        checkpoint = read_checkpoint(path, need_training_state=subcommand == "fit")
-        if not isinstance(args, (dict, Namespace)):
-            argv = list(sys.argv[1:] if args is None else args)
-            at = argv.index(subcommand) + 1
-            own_callbacks = any(a.startswith("--trainer.callbacks") for a in argv)
-            defaults = self._checkpoint_defaults(subcommand, path, checkpoint, own_callbacks)
-            settings.use_import_paths(defaults.get("import_path"))
-            self.config = parser.parse_args([*argv[:at], "--config", json.dumps(defaults), *argv[at:]])
-            config = self.config[subcommand]
+        if early is None:
+            ckpt = config.get("ckpt_path")
+            if ckpt is None and subcommand in ("validate", "test", "predict"):
+                ckpt = "last"  # they use the newest run's weights unless told otherwise (lr_find: the initial ones)
+            if ckpt is None:
+                return
+            root = Path(config.trainer.default_root_dir or os.getcwd())
+            path = find_checkpoint(root, ckpt, subcommand) if ckpt in ("last", "best") else Path(ckpt)
+            checkpoint = read_checkpoint(path, need_training_state=subcommand == "fit")
+            if not isinstance(args, (dict, Namespace)):
+                argv = list(sys.argv[1:] if args is None else args)
+                at = argv.index(subcommand) + 1
+                defaults = self._checkpoint_defaults(subcommand, path, checkpoint, _own_callbacks(argv))
+                settings.use_import_paths(defaults.get("import_path"))
+                self.config = parser.parse_args([*argv[:at], "--config", json.dumps(defaults), *argv[at:]])
+                config = self.config[subcommand]
         config.ckpt_path = str(path)
         self._check_against(subcommand, path, checkpoint, config)
         self.checkpoint = (path, checkpoint)
@@ -228,6 +252,31 @@ class LinlightCLI(LightningCLI):
         if run is not None and Path(config.trainer.default_root_dir or os.getcwd()).resolve() == run[0]:
             self.run_version = run[1]
         print(f"linlight: using checkpoint {path}", file=sys.stderr)
+
+    def _named_checkpoint(self, argv: list[str]) -> tuple[str, Path, dict, dict] | None:
+        """The checkpoint the command line names (``--ckpt_path``; an evaluation's default, ``last``), read and
+        checked, with its settings as defaults; ``None`` where only a parse can tell (a config file names it)."""
+        subcommand = next((a for a in argv if a in SUBCOMMANDS), None)
+        if subcommand is None or subcommand == "lr_find" or {"-h", "--help", "--print_config"} & set(argv):
+            return None
+        given = _option_value(argv, "--ckpt_path")
+        if given is None and subcommand == "fit":
+            return None
+        ckpt = given or "last"
+        if ckpt in ("last", "best"):
+            root = _option_value(argv, "--trainer.default_root_dir")
+            if root is None and any(a in ("--config", "-c") or a.startswith("--config=") for a in argv):
+                return None  # the root may be in the config: parse first
+            path = find_checkpoint(Path(root or os.getcwd()), ckpt, subcommand)
+        else:
+            path = Path(ckpt)
+        checkpoint = read_checkpoint(path, need_training_state=subcommand == "fit")
+        try:
+            defaults = self._checkpoint_defaults(subcommand, path, checkpoint, _own_callbacks(argv))
+        except CheckpointError:  # e.g. a class the user's own config imports: parse that first
+            return None
+        settings.use_import_paths(defaults.get("import_path"))
+        return subcommand, path, checkpoint, defaults
 
     @staticmethod
     def _checkpoint_defaults(subcommand: str, path: Path, checkpoint: dict, own_callbacks: bool) -> dict[str, Any]:
@@ -292,6 +341,10 @@ class LinlightCLI(LightningCLI):
         # file settings, read where they were given, are recorded (config.yaml, printed commands) absolute
         settings.absolute_paths(self.config[self.subcommand] if self.subcommand else self.config)
         self._record_parts()
+        if isinstance(self.datamodule, TensorDataModule) and self.subcommand != "predict":
+            if self.datamodule.x is None:
+                self.datamodule.load()  # (setup keeps it)
+            self.model.check_data(self.datamodule.x, self.datamodule.y)
         if self.checkpoint is not None:  # before a run folder is claimed or locked: a misfit writes nothing
             path, checkpoint = self.checkpoint
             settings.check_weights_fit(self.model, checkpoint, path, self.model.hparams)

@@ -270,6 +270,20 @@ def read_x_csv(path: str | Path, features: list[str] | None = None) -> torch.Ten
     return _numbers([(line, [row[c] for c in columns]) for line, row in rows], path, setting, shape)
 
 
+Rows = list[float] | list[list[float]]  # values to predict: rows of features ([[1, 2], [3, 4]]), or one per row
+
+
+def rows_tensor(rows: Rows, features: list[str]) -> torch.Tensor:
+    """``data.predict_x`` as ``[rows, features]``: a list of rows, or for one feature a list of values."""
+    if len(features) == 1 and all(isinstance(v, (int, float)) for v in rows):
+        rows = [[v] for v in rows]
+    for row in rows:
+        if not isinstance(row, list) or len(row) != len(features) or not all(math.isfinite(v) for v in row):
+            shape = "finite numbers" if len(features) == 1 else f"rows of {len(features)} finite numbers"
+            raise ConfigError(f"data.predict_x must be {shape} ({','.join(features)}), got {row}")
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(features))
+
+
 def csv_sha256(path: str | Path) -> str:
     """The sha256 of a file's bytes: what linlight records of a ``data.csv`` to know it again."""
     return hashlib.sha256(_read_bytes(Path(path), "data.csv")).hexdigest()
@@ -434,7 +448,7 @@ class LineDataModule(TensorDataModule):
         shuffle: reshuffle the training data every epoch (from ``seed`` and the epoch number).
         seed: seed of the shuffle order and of the noise.
         steps_per_execution: batches per Lightning step (K); see ``TensorDataModule``.
-        predict_x: X values to predict for ``linlight predict``.
+        predict_x: X values to predict for ``linlight predict`` (``[0.1, 0.5]``, or rows ``[[0.1], [0.5]]``).
         predict_csv: a CSV file of X values to predict for ``linlight predict``.
     """
 
@@ -452,7 +466,7 @@ class LineDataModule(TensorDataModule):
         shuffle: bool = False,
         seed: int = 42,
         steps_per_execution: int = 1,
-        predict_x: list[float] | None = None,
+        predict_x: Rows | None = None,
         predict_csv: FilePath | None = None,
     ) -> None:
         super().__init__(train_split, batch_size, shuffle, seed, steps_per_execution)
@@ -470,8 +484,8 @@ class LineDataModule(TensorDataModule):
                 raise ConfigError(f"data.csv replaces the generated line: leave out its settings ({', '.join(given)})")
             points, sha = read_numbers(csv, "data.csv", columns=2, exact=True)
             self.x, self.y = points[:, :1].clone(), points[:, 1:].clone()
-        if predict_x is not None and not all(math.isfinite(v) for v in predict_x):
-            raise ConfigError("data.predict_x must contain finite numbers only")
+        if predict_x is not None:
+            rows_tensor(predict_x, self.feature_names)
         # a CSV run records its file (by absolute path, and its content), not the settings of a line it has not
         self.save_hyperparameters(ignore=["predict_x", "predict_csv", *(line if csv is not None else ())])
         if csv is not None:
@@ -521,7 +535,7 @@ class LineDataModule(TensorDataModule):
         if self.predict_csv is not None:
             return read_x_csv(self.predict_csv)
         if self.predict_x:
-            return torch.tensor(self.predict_x, dtype=torch.float).unsqueeze(1)
+            return rows_tensor(self.predict_x, self.feature_names)
         raise ConfigError("nothing to predict: give --data.predict_x '[0.1, 0.5]' or --data.predict_csv FILE")
 
 
@@ -556,19 +570,15 @@ class TableDataModule(TensorDataModule):
         shuffle: bool = False,
         seed: int = 42,
         steps_per_execution: int = 1,
-        predict_x: list[list[float]] | None = None,
+        predict_x: Rows | None = None,
         predict_csv: FilePath | None = None,
     ) -> None:
         super().__init__(train_split, batch_size, shuffle, seed, steps_per_execution)
         self.x, self.y, names, sha = read_table(csv, target, features)
         self.feature_names, self.target_names = names, [target]
         if predict_x is not None:
-            for i, row in enumerate(predict_x):
-                if len(row) != len(names) or not all(math.isfinite(v) for v in row):
-                    raise ConfigError(f"data.predict_x row {i + 1} {row}: expected {len(names)} finite numbers "
-                                      f"({','.join(names)})")
+            rows_tensor(predict_x, names)
         self.save_hyperparameters(ignore=["predict_x", "predict_csv"])
-        self.hparams.features = names
         _record_file(self, csv, sha)
         self._split(len(self.x), f"data.csv {csv}")
         self.predict_x, self.predict_csv = predict_x, predict_csv
@@ -583,7 +593,7 @@ class TableDataModule(TensorDataModule):
         if self.predict_csv is not None:
             return read_x_csv(self.predict_csv, self.feature_names)
         if self.predict_x:
-            return torch.tensor(self.predict_x, dtype=torch.float)
+            return rows_tensor(self.predict_x, self.feature_names)
         example = [[0.0] * len(self.feature_names)] * 2
         raise ConfigError(f"nothing to predict: give --data.predict_x '{json.dumps(example)}' (rows of "
                           f"{','.join(self.feature_names)}) or --data.predict_csv FILE")

@@ -139,17 +139,10 @@ class LitLinearRegression(EpochLogging, StepsPerExecution, LearningRateOnResume,
             arch = None  # (the saved hyperparameters say which model this is)
         super().__init__(model, lr, loss, optimizer, scheduler)
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        self._check_shapes(stage)
-
-    def _check_shapes(self, stage: str) -> None:
-        """One row through the model before training: a model that cannot take the data says so in one line."""
-        datamodule = self.trainer.datamodule
-        split = "train_data" if stage == "fit" else "test_data"
-        if stage == "predict" or not hasattr(datamodule, split):
-            return
-        x, y = (t[:1].cpu() for t in getattr(datamodule, split))
+    def check_data(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One row through the model (on the CPU, no gradient, eval mode): a model that cannot take the data's
+        rows, or gives another shape than the target's, says so in one line, before anything runs."""
+        x, y = x[:1].cpu(), y[:1].cpu()
         training = self.model.training
         self.model.eval()
         try:

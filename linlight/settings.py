@@ -32,9 +32,12 @@ import torch
 import yaml
 from jsonargparse import Namespace
 from jsonargparse.typing import Path as ArgPath
+from jsonargparse.typing import path_type
 
 from linlight.errors import CheckpointError
 
+# ``import_path``'s folders: on the command line relative to the current folder, in a config file to its folder
+Folder = path_type("d", docstring="a folder; in a config file, relative to the config file's folder")
 LINKED = {"in_features"}  # model settings the CLI links from the data (``data.num_features``)
 PARTS = ("model", "loss", "optimizer", "scheduler")  # the module's settings given by class path
 
@@ -74,9 +77,9 @@ def absolute_paths(config: Namespace) -> None:
     the run's config means the same files from any folder."""
     for key, value in list(config.items()):
         if isinstance(value, ArgPath):
-            config[key] = type(value)(value.absolute)
+            config[key] = type(value)(os.path.normpath(value.absolute))
         elif isinstance(value, list) and value and all(isinstance(v, ArgPath) for v in value):
-            config[key] = [type(v)(v.absolute) for v in value]
+            config[key] = [type(v)(os.path.normpath(v.absolute)) for v in value]
 
 
 def plain(value: Any) -> Any:
@@ -162,9 +165,10 @@ def check_against_checkpoint(subcommand: str, path: Path, saved: Mapping[str, An
             continue
         if not isinstance(before, Mapping) or not isinstance(after, Mapping) or \
                 before["class_path"] != after["class_path"]:
+            was, now_ = (p["class_path"] if isinstance(p, Mapping) else "none" for p in (before, after))
             raise CheckpointError(
-                f"{path} was trained with {name} {describe(before)}, whose saved state {describe(after)} cannot "
-                f"take: resume with the {name} it was trained with (leave model.{name} out), or start a new run")
+                f"{path} was trained with {name} {was}: its saved state cannot continue as {now_}; "
+                f"resume with the {name} it was trained with (leave model.{name} out), or start a new run")
         changed = [k for k in before["init_args"].keys() | after["init_args"].keys()
                    if before["init_args"].get(k) != after["init_args"].get(k)]
         raise CheckpointError(
