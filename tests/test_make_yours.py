@@ -268,3 +268,65 @@ def test_a_copied_modules_own_logs_land_on_the_epoch_axis(tmp_path):
             assert [s for s, _ in logged["mine/double_step"]] == list(range(25))  # per step: the optimizer steps
             for (_, double), (_, loss) in zip(logged["mine/double_epoch"], logged["loss/train"]):
                 assert double == pytest.approx(2 * loss, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "content, args, words",
+    [("x1,x2,y\n1,2,3\n4,5,6\n", ["--data.target", "z"],
+      "has no column 'z' (data.target); its columns are ['x1', 'x2', 'y']"),
+     ("1,2,3\n4,5,6\n", [], "line 1: expected a header row naming the columns (the target is found by its name, "
+                           "--data.target y), found numbers"),
+     ("a,a,y\n1,2,3\n", [], "the column names must differ, ['a'] repeat"),
+     ("x1,x2,y\n1,2,3\n4,5\n", [], "line 3: expected 3 columns (as the header), found 2 columns"),
+     ("x1,x2,y\n1,2,3\n4,five,6\n", [], "line 3: 'five' is not a number"),
+     ("x1,x2,y\n1,2,3\n", [], "has 1 row: data.train_split=0.8 leaves none for training"),
+     ("x1,x2,y\n", [], "has no data rows after its header"),
+     ("x1,x2,y\n1,2,3\n4,5,6\n", ["--data.features", "[x1, x9]"], "data.features has no column(s) ['x9']"),
+     ("x1,x2,y\n1,2,3\n4,5,6\n", ["--data.predict_x", "[[1, 2, 3]]"],
+      "data.predict_x must be rows of 2 finite numbers (x1,x2), got [1.0, 2.0, 3.0]")],
+    ids=["no-target", "no-header", "repeated-name", "short-row", "not-a-number", "one-row", "header-only",
+         "unknown-feature", "predict-row-length"],
+)
+def test_a_bad_table_is_one_line_before_anything_runs(tmp_path, content, args, words):
+    (tmp_path / "t.csv").write_text(content)
+    code, out, err = cli("fit", "--data", "linlight.data.TableDataModule", "--data.csv", "t.csv", "--data.target", "y",
+                         "--model.model", "torch.nn.Linear", "--model.model.out_features", "1", *args, *FAST,
+                         cwd=tmp_path)
+    assert code == 1, err
+    assert "Traceback" not in out + err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("linlight: error: data.") and words in line, line
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_the_line_says_where_several_features_go_and_the_tutorial_model_says_what_it_takes(tmp_path):
+    (tmp_path / "t.csv").write_text("x1,x2,y\n1,2,3\n4,5,6\n7,8,9\n")
+    code, _, err = cli("fit", "--data.csv", "t.csv", *FAST, cwd=tmp_path)
+    assert code == 1 and err.strip().splitlines()[-1].endswith(
+        "expected 2 columns (x,y), found 3 columns; for several features use --data linlight.data.TableDataModule "
+        "(a header row names the columns, --data.target the one to predict)")
+    code, _, err = cli("fit", "--data", "linlight.data.TableDataModule", "--data.csv", "t.csv", "--data.target", "y",
+                       *FAST, cwd=tmp_path)
+    assert code == 1 and err.strip().splitlines()[-1].startswith(
+        "linlight: error: the model (LinearRegressionModelV2) cannot take the data's rows of 2 features")
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_a_scheduler_trains_as_the_plain_loop_and_resumes_on_its_schedule(tmp_path):
+    """StepLR halves the lr every 10 epochs (exactly: 0.01, 0.005, 0.0025); stopped at 15 and resumed, the run is
+    the uninterrupted plain loop's; a new lr on the resume is refused (the schedule sets it)."""
+    from plain import plain_loop
+
+    scheduler = ["--model.scheduler", "torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size", "10",
+                 "--model.scheduler.gamma", "0.5", "--checkpoint.every_n_epochs", "5"]
+    code, _, err = cli("fit", *scheduler, "--trainer.max_epochs", "15", *FAST, cwd=tmp_path)
+    assert code == 0, err
+    code, _, err = cli("fit", "--ckpt_path", "last", "--model.lr", "0.1", "--trainer.max_epochs", "30", *FAST,
+                       cwd=tmp_path)
+    assert code == 1 and "was trained with a scheduler, which sets the learning rate from then on" in err
+    code, _, err = cli("fit", "--ckpt_path", "last", "--trainer.max_epochs", "30", *FAST, cwd=tmp_path)
+    assert code == 0, err
+    truth = plain_loop(epochs=30, lr_changes={10: 0.005, 20: 0.0025})
+    logged = scalars(run_dir(tmp_path))
+    assert [v for _, v in logged["loss/train"]] == truth.train_losses
+    assert [v for _, v in logged["loss/val"]] == truth.test_losses
