@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -347,3 +348,32 @@ def test_linlights_own_values_skip_lightnings_per_call_logging(tmp_path, monkeyp
     code, _, err = cli("test", *FAST, cwd=tmp_path)
     assert code == 0, err
     assert sorted(calls) == ["test/loss", "test/mae", "test/mse", "test/r2"]
+
+
+def test_the_readme_shows_the_example_config_as_it_is():
+    """The README's Make it yours section prints examples/mlp.yaml: the same settings, comment for comment."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Make it yours"):readme.index("## Early stopping")]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    config = (REPO / "examples" / "mlp.yaml").read_text()
+    assert block in config and yaml.safe_load(block) == yaml.safe_load(config)
+
+
+def test_the_train_script_on_your_model_and_table(tmp_path):
+    """scripts/train.py: fit, test, plots and exports for the MLP of examples/mlp.yaml: the loss curves, no
+    scatter of one x (three features), the state_dict and ONNX of the MLP, the plain loop's test loss."""
+    epochs = 20
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "--config",
+                           str(REPO / "examples" / "mlp.yaml"), "--trainer.max_epochs", str(epochs), *FAST],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    run = run_dir(tmp_path)
+    assert (run / "loss_curves.png").is_file() and not (run / "predictions.png").exists()
+    X, y = table()
+    plain = plain_fit(lambda: MLP(3, 16), X, y, epochs, 0.01, optimizer=torch.optim.Adam, loss_fn=torch.nn.MSELoss(),
+                      batch_size=16, shuffle=True)
+    assert re.search(r"test\s+test/loss (\S+)", proc.stdout).group(1) == f"{plain.test_losses[-1]:.4g}"
+    state = torch.load(run / "model.pth", weights_only=True)
+    assert state.keys() == plain.state.keys() and all(torch.equal(state[k], plain.state[k]) for k in state)
+    assert (run / "model.onnx").is_file()
