@@ -260,12 +260,13 @@ class LinlightCLI(LightningCLI):
         if subcommand is None or subcommand == "lr_find" or {"-h", "--help", "--print_config"} & set(argv):
             return None
         given = _option_value(argv, "--ckpt_path")
-        if given is None and subcommand == "fit":
-            return None
+        configs = any(a in ("--config", "-c") or a.startswith("--config=") for a in argv)
+        if given is None and (subcommand == "fit" or configs):
+            return None  # none, or one a config file may name: parse first
         ckpt = given or "last"
         if ckpt in ("last", "best"):
             root = _option_value(argv, "--trainer.default_root_dir")
-            if root is None and any(a in ("--config", "-c") or a.startswith("--config=") for a in argv):
+            if root is None and configs:
                 return None  # the root may be in the config: parse first
             path = find_checkpoint(Path(root or os.getcwd()), ckpt, subcommand)
         else:

@@ -301,6 +301,8 @@ def data_change(key: str, old: object, new: object) -> str:
     """A difference between the data a checkpoint was trained on and the data given now, in words."""
     if key == "_csv_sha256":
         return f"data.csv's content has changed (sha256 {new[:12]}... now, {old[:12]}... in training)"
+    if key == "_class_path":
+        return f"--data {new} (trained with {old})"
     return f"data.{key}={new!r} (trained with {old!r})"
 
 

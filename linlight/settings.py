@@ -152,7 +152,8 @@ def check_against_checkpoint(subcommand: str, path: Path, saved: Mapping[str, An
 
     ``saved``: the checkpoint's ``hyper_parameters``; ``now``: the module's settings for this command.
     """
-    if which_model(saved) != which_model(now):
+    recorded = saved.get("arch") is not None or saved.get("model") is not None  # (not by a module built in Python)
+    if recorded and which_model(saved) != which_model(now):
         raise CheckpointError(f"{path} holds weights of {which_model(saved)}, "
                               f"not {_short(which_model(now), versus=which_model(saved))}")
     if subcommand != "fit":

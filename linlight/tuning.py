@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,7 +151,7 @@ def _option(value: Any) -> str:
     """A setting as the command line writes it (YAML/JSON scalars, JSON for lists and classes)."""
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
-    if isinstance(value, (int, float, str, Path)):
+    if isinstance(value, (int, float, str, Path, os.PathLike)):  # (a file setting: its absolute path)
         return str(value)
     plain = namespace_to_dict(value) if isinstance(value, Namespace) else value
     if isinstance(plain, list):
