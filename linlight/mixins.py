@@ -41,19 +41,21 @@ class EpochLogging(pl.LightningModule):
             on_step: bool | None = None, on_epoch: bool | None = None, reduce_fx: Any = "mean",
             enable_graph: bool = False, sync_dist: bool = False, sync_dist_group: Any | None = None,
             add_dataloader_idx: bool = True, batch_size: int | None = None, metric_attribute: str | None = None,
-            rank_zero_only: bool = False) -> None:
+            rank_zero_only: bool = False, **kwargs: Any) -> None:
         try:
             trainer = self.trainer
         except RuntimeError:  # not attached to a Trainer: Lightning's log says so
             trainer = None
         fast = (on_step is False and on_epoch is True and reduce_fx in ("mean", torch.mean) and not prog_bar
                 and not enable_graph and logger is not False and sync_dist_group is None and metric_attribute is None
-                and not rank_zero_only and isinstance(value, (torch.Tensor, float, int)) and trainer is not None)
+                and not rank_zero_only and not kwargs and isinstance(value, (torch.Tensor, float, int))
+                and trainer is not None)
         if not fast:
             super().log(name, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
                         reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist,
                         sync_dist_group=sync_dist_group, add_dataloader_idx=add_dataloader_idx,
-                        batch_size=batch_size, metric_attribute=metric_attribute, rank_zero_only=rank_zero_only)
+                        batch_size=batch_size, metric_attribute=metric_attribute, rank_zero_only=rank_zero_only,
+                        **kwargs)
             return
         if trainer.sanity_checking:  # Lightning's pre-fit check of the validation step: nothing to keep
             return
