@@ -87,6 +87,13 @@ def test_your_model_on_your_table_by_configuration(tmp_path):
     assert f"{(config.parent / '../data/table.csv').resolve()} (sha256 " in out
     logged = scalars(run)
     assert not any(tag.startswith("params/") for tag in logged)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"tensors": 0})
+    events.Reload()
+    layout = b"".join(events.PluginTagToContent("custom_scalars").values()) or b"".join(
+        e.tensor_proto.string_val[0] for e in events.Tensors("custom_scalars__config__"))
+    assert b"loss: train and val" in layout and b"weight" not in layout  # charts of logged tags only
     ckpt = load_ckpt(run / "checkpoints" / "last.ckpt")
     parts = ckpt["hyper_parameters"]
     assert parts["model"] == {"class_path": "my_mlp.MLP", "init_args": {"hidden": 8, "in_features": 3}}  # linked
@@ -377,3 +384,35 @@ def test_the_train_script_on_your_model_and_table(tmp_path):
     state = torch.load(run / "model.pth", weights_only=True)
     assert state.keys() == plain.state.keys() and all(torch.equal(state[k], plain.state[k]) for k in state)
     assert (run / "model.onnx").is_file()
+
+
+def test_file_settings_in_a_config_are_read_against_its_folder(tmp_path):
+    """predict_csv and predictions.output in a config file: beside the config, wherever the command runs."""
+    config = project(tmp_path, epochs=2)
+    work = tmp_path / "work"
+    work.mkdir()
+    code, _, err = cli("fit", "--config", str(config), *FAST, cwd=work)
+    assert code == 0, err
+    (config.parent / "rows.csv").write_text("x1,x2,x3\n0.1,0.2,0.3\n")
+    predict = config.parent / "predict.yaml"
+    predict.write_text(yaml.safe_dump({"data": {"class_path": "linlight.data.TableDataModule", "init_args": {
+        "csv": "../data/table.csv", "target": "y", "predict_csv": "rows.csv"}}, "predictions": {"output": "out.csv"}}))
+    code, _, err = cli("predict", "--config", str(predict), "--trainer.default_root_dir", str(work), *FAST,
+                       cwd=tmp_path)
+    assert code == 0, err
+    assert (config.parent / "out.csv").read_text().splitlines()[0] == "x1,x2,x3,y"
+
+
+def test_import_paths_go_last_so_they_never_shadow_an_installed_module(tmp_path):
+    import importlib
+    import json
+
+    from linlight import settings
+
+    (tmp_path / "json.py").write_text("raise ImportError('the folder shadowed the standard library')\n")
+    settings.use_import_paths([tmp_path])
+    try:
+        assert sys.path[-1] == str(tmp_path)
+        assert importlib.reload(json).dumps([1]) == "[1]"
+    finally:
+        sys.path.remove(str(tmp_path))

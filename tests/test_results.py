@@ -151,7 +151,9 @@ def test_hparams_shows_first_the_settings_the_runs_differ_in(tmp_path):
     # (TensorBoard's tf-hparams-query-pane, _computeHParams); the server sends them in that order too.
     shown = [i["name"] for i in sorted(infos, key=lambda i: not i.get("differs", False))][:5]
     assert [i["name"] for i in infos][:2] == shown[:2] == ["lr", "max_epochs"]
-    assert {"arch", "optimizer", "loss", "step"} <= {i["name"] for i in infos}
+    assert {"arch", "optimizer", "optimizer.momentum", "loss", "step"} <= {i["name"] for i in infos}
+    optimizer = next(i for i in infos if i["name"] == "optimizer")
+    assert optimizer["domainDiscrete"] == ["torch.optim.SGD"]  # a part given by class path: its class
     batch = next(i for i in infos if i["name"] == "batch_size")
     assert batch["type"] == "DATA_TYPE_FLOAT64"
     values = [g["hparams"].get("batch_size") for g in groups["sessionGroups"]]
