@@ -204,10 +204,17 @@ def test_a_resume_that_the_saved_state_cannot_take_is_refused_with_nothing_recor
         assert line.startswith("linlight: error: ") and words in line, line
         assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before, args  # nothing recorded
         assert not run_dir(work, 1).exists()
-    # what the saved state can take goes on: a new learning rate, recorded as a change
+    # what the saved state can take goes on: a new learning rate, another loss, each recorded as a change
     code, _, err = cli("fit", "--ckpt_path", "last", "--trainer.max_epochs", "7", "--model.lr", "0.02", *FAST, cwd=work)
     assert code == 0, err
-    assert (run / "config.resume-1.yaml").is_file()
+    code, _, err = cli("fit", "--ckpt_path", "last", "--trainer.max_epochs", "8", "--model.loss", "torch.nn.L1Loss",
+                       *FAST, cwd=work)
+    assert code == 0, err
+    from linlight.records import config_changes
+
+    changes = config_changes(run)
+    assert "model.lr 0.01 -> 0.02" in changes[0]
+    assert "model.loss.class_path torch.nn.MSELoss -> torch.nn.L1Loss" in changes[1]
 
 
 def test_a_checkpoint_never_names_code_to_import(tmp_path):
