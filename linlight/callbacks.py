@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from linlight import faults
 from linlight.atomic import remove_stale_temps
+from linlight.data import FilePath
 from linlight.errors import ConfigError, Interrupted, Stopped
 from linlight.locks import holds_lock
 from linlight.stopping import RunEarlyStopping
@@ -344,17 +345,18 @@ class GracefulStop(pl.Callback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes ``linlight predict`` results as CSV (``x,y``): to ``output`` if given, else to standard output.
+    """Writes ``linlight predict`` results as CSV, each row its inputs then its prediction (``x,y`` for the line;
+    a table's feature and target names): to ``output`` if given, else to standard output.
 
     Values are printed as the float32 numbers they are (``0.1``, not ``0.10000000149011612``).
 
     Args:
-        output: the CSV file to write; standard output when not set.
+        output: the CSV file to write; standard output when not set. In a config file, relative to its folder.
     """
 
-    def __init__(self, output: Path | None = None) -> None:
+    def __init__(self, output: FilePath | None = None) -> None:
         super().__init__(write_interval="epoch")
-        self.output = output
+        self.output = Path(output) if output is not None else None  # (absolute: a FilePath is read where given)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if trainer.world_size > 1:
@@ -364,8 +366,15 @@ class PredictionWriter(BasePredictionWriter):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
         (x,) = trainer.predict_dataloaders.dataset.tensors
-        y = torch.cat(predictions).cpu()
-        lines = ["x,y", *(f"{a!s},{b!s}" for a, b in zip(x.flatten().numpy(), y.flatten().numpy()))]
+        y = torch.cat(predictions).cpu().reshape(len(x), -1)
+        inputs = list(getattr(trainer.datamodule, "feature_names", None) or [f"x{i}" for i in range(x.shape[1])])
+        outputs = list(getattr(trainer.datamodule, "target_names", None) or [])
+        if len(inputs) != x.shape[1]:
+            inputs = [f"x{i}" for i in range(x.shape[1])]
+        if len(outputs) != y.shape[1]:
+            outputs = ["y"] if y.shape[1] == 1 else [f"y{i}" for i in range(y.shape[1])]
+        rows = (",".join(str(v) for v in (*a, *b)) for a, b in zip(x.cpu().numpy(), y.numpy()))
+        lines = [",".join(inputs + outputs), *rows]
         if self.output is None:
             print("\n".join(lines))
             return

@@ -1,7 +1,9 @@
 """Reading checkpoints safely: ``torch.load(weights_only=True)`` only, so no code in a file ever runs.
 
 ``read_checkpoint`` turns every way a file can be wrong (missing, empty, truncated, random bytes, a
-pickle with code in it, another model's checkpoint) into a ``CheckpointError`` that says what is wrong.
+pickle with code in it, not a Lightning checkpoint) into a ``CheckpointError`` that says what is wrong. Whether
+its weights are those of the model a command builds is checked there, for any model: the model is built from
+the settings and the weights are loaded strictly (``linlight.parts.check_weights_fit``).
 ``SafeCheckpointIO`` is the Trainer plugin (Lightning's extension point for checkpoint I/O) that makes
 Lightning load checkpoints through it and save them atomically.
 
@@ -28,12 +30,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from linlight.atomic import write_atomically
 from linlight.errors import CheckpointError, WriteFailed
-
-# The state_dict keys of the LightningModule for each tutorial model (the module holds it as ``model``).
-MODEL_KEYS = {
-    "v2": {"model.linear_layer.weight", "model.linear_layer.bias"},
-    "model0": {"model.weights", "model.bias"},
-}
 
 
 def read_checkpoint(path: str | Path, need_training_state: bool = False) -> dict[str, Any]:
@@ -67,12 +63,6 @@ def read_checkpoint(path: str | Path, need_training_state: bool = False) -> dict
         raise CheckpointError(
             f"{p} is not a Lightning checkpoint (no 'state_dict'/'pytorch-lightning_version'); a plain "
             "state_dict such as model.pth loads with linlight.export.load_model"
-        )
-    keys = {k for k in ckpt["state_dict"] if not k.startswith(("val_metrics.", "test_metrics."))}
-    if keys not in MODEL_KEYS.values():
-        raise CheckpointError(
-            f"{p} is a checkpoint of another model: its weights are {sorted(keys)[:6]}, but linlight's "
-            f"models have {' or '.join(str(sorted(v)) for v in MODEL_KEYS.values())}"
         )
     if need_training_state and not {"optimizer_states", "loops"} <= ckpt.keys():
         raise CheckpointError(f"{p} holds weights only (no optimizer or loop state), so training cannot resume from it")

@@ -1,4 +1,4 @@
-"""The ``linlight`` command: Lightning's ``LightningCLI`` for the line model and data.
+"""The ``linlight`` command: Lightning's ``LightningCLI`` for a regression model and its data (the line by default).
 
     linlight fit                                   # the reference experiment (tutorial V2, 1000 epochs)
     linlight fit --config linlight/configs/model0.yaml --trainer.max_epochs 50
@@ -7,6 +7,12 @@
     linlight predict --data.predict_x '[0.1, 0.5]' --ckpt_path best
     linlight fit --print_config                    # every setting, as YAML
     linlight lr_find                               # suggest a learning rate (linlight/tuning.py)
+    linlight fit --config examples/mlp.yaml        # your own model and data, by configuration
+
+The model is ``LitLinearRegression`` with its parts given the LightningCLI way (``--model.model``,
+``--model.loss``, ``--model.optimizer``, ``--model.scheduler``: class paths and their ``init_args``); the data
+is a ``TensorDataModule`` (``--data linlight.data.TableDataModule``; the line by default), whose
+``num_features`` is linked to the model's ``in_features``. What is imported from where: ``linlight/parts.py``.
 
 What it adds to plain ``LightningCLI``: runs go to ``<default_root_dir>/lightning_logs/version_N/`` with a
 folder claimed atomically; ``--ckpt_path last``/``best`` find the newest run's checkpoint (Lightning's own
@@ -24,8 +30,10 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import sys
+import typing
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,11 +47,11 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from linlight import ddp
-from linlight.board import RunLogger
+from linlight import ddp, parts
+from linlight.board import LearnedLine, RunBoard, RunLogger
 from linlight.callbacks import EpochProgressBar, GracefulStop, PredictionWriter, RunCheckpoint
 from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
-from linlight.data import LineDataModule, data_change, data_identity
+from linlight.data import LineDataModule, TableDataModule, TensorDataModule, data_change, data_identity
 from linlight.errors import CheckpointError, ConfigError, LinlightError
 from linlight.faults import user_error
 from linlight.locks import lock_run, release_all
@@ -66,6 +74,7 @@ from linlight.tuning import LinlightTrainer, command_option, fit_arguments, lr_f
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find")
 SAME_RESULTS = {"steps_per_execution"}  # data settings that change how, not what, is computed: free on a resume
+DEFAULT_DATA = "linlight.data.LineDataModule"
 
 # Lightning's own settings a run needs; checkpoint cadence is a setting (--checkpoint.every_n_epochs).
 CHECKPOINT_DEFAULTS = {
@@ -88,8 +97,52 @@ class LinlightParser(LightningArgumentParser):
         if not self.exit_on_error:  # jsonargparse is trying alternatives: let it
             super().error(message, ex)
         command = self.prog.replace(" [options]", "")  # "linlight fit" in a subcommand's parser
-        sys.stderr.write(f"linlight: error: {parse_error(message, self._actions)} (see: {command} --help)\n")
+        text = parse_error(subclass_error(" ".join(message.split())), self._actions, data_hints())
+        sys.stderr.write(f"linlight: error: {text} (see: {command} --help)\n")
         sys.exit(2)
+
+
+def data_hints() -> dict[str, Any]:
+    """The types of linlight's data settings, by key (``data.weight``): the data is a class given by class path,
+    whose settings the parser holds no action of its own for."""
+    hints: dict[str, Any] = {}
+    for cls in (TableDataModule, LineDataModule):
+        for name, hint in typing.get_type_hints(cls.__init__).items():
+            hints.setdefault(f"data.{name}", hint)
+    return hints
+
+
+def subclass_error(message: str) -> str:
+    """jsonargparse's error about a setting of a class given by class path (``--data.batch_size two``), said of that
+    setting, not as the list of every type the group could have been."""
+    found = re.search(r'Parser key "([\w.]+)": Does not validate against any of the Union subtypes .*? - Problem '
+                      r"with given class_path '[^']+': (.*) - Expected a <class 'NoneType'> Given value type: "
+                      r"<class '(?:jsonargparse[^']*|dict)'>", message)
+    if found is None:
+        return message
+    group, inner = found.groups()
+    option = re.fullmatch(r"Option '(\w+)' is not accepted", inner)
+    if option:
+        value = re.search(r"NestedArg\(key='\w+', val='([^']*)'\)", message)
+        return f"unrecognized arguments: --{group}.{option.group(1)}" + (f" {value.group(1)}" if value else "")
+    if inner.startswith('Parser key "'):
+        return inner.replace('Parser key "', f'Parser key "{group}.', 1)
+    return f'Parser key "{group}": {inner}'
+
+
+def _option_value(argv: list[str], option: str) -> str | None:
+    """The value of ``--option VALUE`` or ``--option=VALUE`` on a command line (the last one given)."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == option and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith(f"{option}="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def _own_callbacks(argv: list[str]) -> bool:
+    return any(a.startswith("--trainer.callbacks") for a in argv)
 
 
 def check_config_files(argv: list[str]) -> None:
@@ -122,6 +175,7 @@ class LinlightCLI(LightningCLI):
         self.run_version: int | None = None
         self.next_epoch: int | None = None
         self.data_differs: dict[str, tuple[Any, Any]] = {}
+        self.checkpoint: tuple[Path, dict] | None = None  # the checkpoint this command uses, read and checked
         self.claimed: tuple[Path, bool] | None = None  # a run folder this command made, and if it made its parent
         self._building_trainer = False
         try:
@@ -133,7 +187,11 @@ class LinlightCLI(LightningCLI):
     def _init(self, args: list[str] | None, run: bool) -> None:
         super().__init__(
             LitLinearRegression,
-            LineDataModule,
+            TensorDataModule,  # any of its subclasses by class path: the line by default (add_arguments_to_parser)
+            subclass_mode_data=True,
+            # linlight records the parts' settings itself (record_parts), and its checkpoints name no instantiator
+            # that Lightning's load_from_checkpoint would use to build classes a file names (GHSA-qqmf-gpg7-g8gw)
+            load_from_checkpoint_support=False,
             trainer_class=LinlightTrainer,  # Lightning's Trainer with lr_find, a subcommand (see subcommands)
             save_config_callback=RunRecord,  # each fit segment's config, versions (linlight.records)
             save_config_kwargs={"overwrite": True},
@@ -162,39 +220,57 @@ class LinlightCLI(LightningCLI):
         return {named: every[named]} if named else every
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--import_path", type=list[parts.Folder] | None, default=None,
+                            help="folders to import your own classes from (in a config file: relative to it)")
+        parser.set_defaults({"data": {"class_path": DEFAULT_DATA}, "model.loss": {"class_path": "torch.nn.L1Loss"}})
+        # the model's input size is the data's, for a model class that takes `in_features`
+        parser.link_arguments("data.num_features", "model.model.init_args.in_features", apply_on="instantiate")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(RunEarlyStopping, "early_stopping")  # off unless given a patience
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then, given a checkpoint, parse again with the checkpoint's settings as the defaults."""
+        """Parse with a checkpoint's settings as the defaults: at once when the command line names the checkpoint
+        (or an evaluation takes the newest), so settings of its model and data parse (``--model.optimizer.betas``
+        of an Adam run); else parse, find the checkpoint, and parse again."""
+        early = None
         if isinstance(args, list) or args is None:
-            check_config_files(sys.argv[1:] if args is None else args)
-        super().parse_arguments(parser, args)
+            argv = list(sys.argv[1:] if args is None else args)
+            check_config_files(argv)
+            parts.add_import_paths(argv)  # before parsing: the class paths may name modules found there
+            early = self._named_checkpoint(argv)
+        if early is not None:
+            subcommand, path, checkpoint, defaults = early
+            at = argv.index(subcommand) + 1
+            self.config = parser.parse_args([*argv[:at], "--config", json.dumps(defaults), *argv[at:]])
+        else:
+            super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand is None:
             return
         config = self.config[subcommand]
         if config.get("weights_only") is False:
             raise CheckpointError("linlight reads checkpoints with weights_only=True only, so no code in a file runs")
-        ckpt = config.get("ckpt_path")
-        if ckpt is None and subcommand in ("validate", "test", "predict"):
-            ckpt = "last"  # they use the newest run's weights unless told otherwise (lr_find: the initial ones)
-        if ckpt is None:
-            return
-        root = Path(config.trainer.default_root_dir or os.getcwd())
-        path = find_checkpoint(root, ckpt, subcommand) if ckpt in ("last", "best") else Path(ckpt)
-        checkpoint = read_checkpoint(path, need_training_state=subcommand == "fit")
-        if not isinstance(args, (dict, Namespace)):
-            argv = list(sys.argv[1:] if args is None else args)
-            at = argv.index(subcommand) + 1
-            own_callbacks = any(a.startswith("--trainer.callbacks") for a in argv)
-            defaults = json.dumps(self._checkpoint_defaults(subcommand, path, checkpoint, own_callbacks))
-            self.config = parser.parse_args([*argv[:at], "--config", defaults, *argv[at:]])
-            config = self.config[subcommand]
+        if early is None:
+            ckpt = config.get("ckpt_path")
+            if ckpt is None and subcommand in ("validate", "test", "predict"):
+                ckpt = "last"  # they use the newest run's weights unless told otherwise (lr_find: the initial ones)
+            if ckpt is None:
+                return
+            root = Path(config.trainer.default_root_dir or os.getcwd())
+            path = find_checkpoint(root, ckpt, subcommand) if ckpt in ("last", "best") else Path(ckpt)
+            checkpoint = read_checkpoint(path, need_training_state=subcommand == "fit")
+            if not isinstance(args, (dict, Namespace)):
+                argv = list(sys.argv[1:] if args is None else args)
+                at = argv.index(subcommand) + 1
+                defaults = self._checkpoint_defaults(subcommand, path, checkpoint, _own_callbacks(argv))
+                parts.use_import_paths(defaults.get("import_path"))
+                self.config = parser.parse_args([*argv[:at], "--config", json.dumps(defaults), *argv[at:]])
+                config = self.config[subcommand]
         config.ckpt_path = str(path)
         self._check_against(subcommand, path, checkpoint, config)
+        self.checkpoint = (path, checkpoint)
         if subcommand == "fit":
             self.next_epoch = next_epoch(checkpoint)
         run = run_of(path)
@@ -202,35 +278,76 @@ class LinlightCLI(LightningCLI):
             self.run_version = run[1]
         print(f"linlight: using checkpoint {path.resolve()}", file=sys.stderr)
 
+    def _named_checkpoint(self, argv: list[str]) -> tuple[str, Path, dict, dict] | None:
+        """The checkpoint the command line names (``--ckpt_path``; an evaluation's default, ``last``), read and
+        checked, with its settings as defaults; ``None`` where only a parse can tell (a config file names it)."""
+        subcommand = next((a for a in argv if a in SUBCOMMANDS), None)
+        if subcommand is None or subcommand == "lr_find" or {"-h", "--help", "--print_config"} & set(argv):
+            return None
+        given = _option_value(argv, "--ckpt_path")
+        configs = any(a in ("--config", "-c") or a.startswith("--config=") for a in argv)
+        if given is None and (subcommand == "fit" or configs):
+            return None  # none, or one a config file may name: parse first
+        ckpt = given or "last"
+        if ckpt in ("last", "best"):
+            root = _option_value(argv, "--trainer.default_root_dir")
+            if root is None and configs:
+                return None  # the root may be in the config: parse first
+            path = find_checkpoint(Path(root or os.getcwd()), ckpt, subcommand)
+        else:
+            path = Path(ckpt)
+        checkpoint = read_checkpoint(path, need_training_state=subcommand == "fit")
+        try:
+            defaults = self._checkpoint_defaults(subcommand, path, checkpoint, _own_callbacks(argv))
+        except CheckpointError:  # e.g. a class the user's own config imports: parse that first
+            return None
+        parts.use_import_paths(defaults.get("import_path"))
+        return subcommand, path, checkpoint, defaults
+
     @staticmethod
     def _checkpoint_defaults(subcommand: str, path: Path, checkpoint: dict, own_callbacks: bool) -> dict[str, Any]:
-        """The settings a checkpoint was made with: its run's config when resuming, else its model and data.
+        """The settings a checkpoint was made with: its run's config (resuming: all of it; evaluating: the model
+        and the data), else the model and data settings saved in the checkpoint itself.
 
-        Callbacks given on the command line replace the run's (which may name a module not importable here).
+        Callbacks given on the command line replace the run's (which may name a module not importable here). A
+        class path saved in a checkpoint outside a run is used only if the class is imported already (given by
+        the user's own settings, or torch's and linlight's): a checkpoint never names code to import.
         """
         defaults: dict[str, Any] = {}
         run = run_of(path)
-        if run is not None:
+        saved = run_config(run[0], run[1]) if run is not None else None
+        if saved:
             if subcommand == "fit":
-                saved = run_config(run[0], run[1])
-                defaults = {k: v for k, v in (saved or {}).items() if k not in ("ckpt_path", "weights_only")}
+                defaults = {k: v for k, v in saved.items() if k not in ("ckpt_path", "weights_only")}
                 if own_callbacks:
                     defaults.get("trainer", {}).pop("callbacks", None)
+            else:
+                defaults = {k: saved[k] for k in ("model", "data", "import_path") if k in saved}
+        else:
+            model = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+            stored = checkpoint.get("datamodule_hyper_parameters", {})
+            data = {"class_path": stored.get("_class_path", DEFAULT_DATA),
+                    "init_args": {k: v for k, v in stored.items() if not k.startswith("_")}}
+            parts.check_imported(model, path)
+            parts.check_imported(data, path)
+            for value in (model.get("model"),):  # linked from the data, never given
+                if isinstance(value, dict):
+                    for key in parts.LINKED:
+                        (value.get("init_args") or {}).pop(key, None)
+            defaults = {"model": model, "data": data}
+        if run is not None:
             defaults.setdefault("trainer", {})["default_root_dir"] = str(run[0])
-        for section, key in (("model", "hyper_parameters"), ("data", "datamodule_hyper_parameters")):
-            saved = {k: v for k, v in checkpoint.get(key, {}).items() if not k.startswith("_")}
-            defaults[section] = {**defaults.get(section, {}), **saved}
         return defaults
 
     def _check_against(self, subcommand: str, path: Path, checkpoint: dict, config: Any) -> None:
         """Refuse settings the checkpoint's weights cannot take; say what differs from training."""
-        arch = checkpoint.get("hyper_parameters", {}).get("arch")
-        if arch is not None and config.model.arch != arch:
-            raise CheckpointError(f"{path} holds weights of model.arch={arch!r}, not {config.model.arch!r}")
+        now = parts.plain(config.model)
+        parts.check_against_checkpoint(subcommand, path, checkpoint.get("hyper_parameters", {}), now)
         if subcommand == "predict":  # predictions depend on the weights and the given x only
             return
         saved = checkpoint.get("datamodule_hyper_parameters", {})
-        now = {**config.data.as_dict(), **data_identity(config.data.as_dict())}  # and a data.csv file's content
+        data = parts.plain(config.data.init_args)
+        now = {**data, **data_identity(data), "_class_path": config.data.class_path}  # and a data.csv's content
         self.data_differs = {k: (v, now[k]) for k, v in saved.items()
                              if k in now and now[k] != v and k not in SAME_RESULTS}
         if not self.data_differs:
@@ -297,6 +414,16 @@ class LinlightCLI(LightningCLI):
         return setting_error(error, group, given, shown, build if group == "trainer" else None)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # file settings, read where they were given, are recorded (config.yaml, printed commands) absolute
+        parts.absolute_paths(self.config[self.subcommand] if self.subcommand else self.config)
+        self._record_parts()
+        if isinstance(self.datamodule, TensorDataModule) and self.subcommand != "predict":
+            if self.datamodule.x is None:
+                self.datamodule.load()  # (setup keeps it)
+            self.model.check_data(self.datamodule.x, self.datamodule.y)
+        if self.checkpoint is not None:  # before a run folder is claimed or locked: a misfit writes nothing
+            path, checkpoint = self.checkpoint
+            parts.check_weights_fit(self.model, checkpoint, path, self.model.hparams)
         self._building_trainer = True
         trainer = self._instantiate_trainer_with(**kwargs)
         self._building_trainer = False
@@ -305,8 +432,12 @@ class LinlightCLI(LightningCLI):
     def _instantiate_trainer_with(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer")
         callbacks = list(config.get("callbacks") or [])
+        weights_epoch = 0
+        if self.checkpoint is not None and "loops" in self.checkpoint[1]:
+            weights_epoch = max(next_epoch(self.checkpoint[1]) - 1, 0)  # where an evaluation's results go
+        callbacks.append(RunBoard(weights_epoch))
         if self.subcommand == "fit":
-            callbacks.append(GracefulStop(self.program))
+            callbacks += [LearnedLine(), GracefulStop(self.program)]
             if self.plots and not any(isinstance(c, Plots) for c in callbacks):
                 callbacks.append(Plots())
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
@@ -318,7 +449,7 @@ class LinlightCLI(LightningCLI):
         ddp.use_for_ddp_names()  # `--trainer.strategy ddp` times out in 60 s, not 30 min (linlight.ddp)
         trainer = super().instantiate_trainer(**kwargs)
         # every callback costs a call at every hook of every batch: keep the ones this subcommand uses
-        unused = {"fit": (PredictionWriter,), "predict": (RunEarlyStopping,),
+        unused = {"fit": (PredictionWriter,), "predict": (RunEarlyStopping, RunBoard),
                   "lr_find": (RunCheckpoint, PredictionWriter, RunEarlyStopping)}.get(
             self.subcommand, (PredictionWriter, RunEarlyStopping))
         trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unused)
@@ -326,6 +457,15 @@ class LinlightCLI(LightningCLI):
         if isinstance(trainer.checkpoint_callback, RunCheckpoint):
             trainer.checkpoint_callback.resuming = self.subcommand == "fit" and self.run_version is not None
         return trainer
+
+    def _record_parts(self) -> None:
+        """The module's parts and the data's class, saved with their settings in the run's checkpoints (the module
+        holds objects; the settings that built them are the config's)."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        features = getattr(self.datamodule, "num_features", None)
+        self.model.save_hyperparameters(parts.recorded_parts(config.model, features, self.model.model))
+        if self.datamodule is not None:
+            self.datamodule.hparams["_class_path"] = config.data.class_path
 
     def _logger(self, config: dict[str, Any]) -> RunLogger | bool:
         """Lightning's TensorBoard logger, writing into a claimed (or the resumed or tested) run folder.
@@ -367,7 +507,7 @@ class LinlightCLI(LightningCLI):
         if self.trainer.is_global_zero:
             config, defaults = self.config["lr_find"], self._parser("lr_find").get_defaults()
             root = Path(self.trainer.log_dir).resolve().parents[1]  # <root>/lightning_logs/version_N
-            args = fit_arguments(config, defaults, root, csv=self.datamodule.hparams.get("csv"))
+            args = fit_arguments(config, defaults, root)
             print("\n".join(["", *lr_find_summary(self.trainer, linlight_fit(), args)]))
 
 
@@ -395,6 +535,17 @@ class _NoSeedLine(logging.Filter):
         return "Seed set to" not in record.getMessage()  # (on other ranks: "[rank: 1] Seed set to 42")
 
 
+def _wrapped_error(exc: BaseException) -> LinlightError | None:
+    """A linlight error that another exception was raised while handling (jsonargparse builds a class given by
+    class path inside its own error handling, and reports the class's error as its own)."""
+    seen = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if isinstance(seen, LinlightError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn linlight's user-facing errors into one line on stderr and a non-zero exit, without a traceback."""
@@ -416,6 +567,10 @@ def user_errors() -> Iterator[None]:
         sys.stderr.write("linlight: interrupted (Ctrl-C)\n")
         sys.exit(130)
     except Exception as e:  # a fault a run meets (a full disk, a lost DDP peer): one line (linlight.faults)
+        wrapped = _wrapped_error(e)  # e.g. a data module's error, inside jsonargparse's "does not validate"
+        if wrapped is not None:
+            sys.stderr.write(f"linlight: {wrapped.prefix}{wrapped}\n")
+            sys.exit(wrapped.exit_code)
         error = user_error(e)
         if error is None:
             raise

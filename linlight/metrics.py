@@ -5,6 +5,11 @@ instead of three of each (a torchmetrics call costs more than this model's whole
 torchmetrics' ``R2Score`` reports 1.0 whenever the residual sum of squares is below 1e-4 (an absolute
 tolerance meant for near-constant targets); on a line fitted this well that is most of training. The sums
 are float64: R² subtracts sums of squares of nearly equal size, which in float32 loses four digits here.
+
+MAE and MSE are computed as the L1 and MSE losses compute them, and as the epoch's loss is averaged: each
+batch's mean error in the predictions' precision (float32), the batches weighted by their size in float64,
+the result in float32. So the MAE of an L1-trained model is its loss, bit for bit, not the same number in
+another precision (0.3180275 beside 0.31802750).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
-SUMS = ("abs_error", "squared_error", "target", "squared_target", "count")
+SUMS = ("abs_error", "squared_error", "residual", "target", "squared_target", "count")
 
 
 class RegressionMetrics(Metric):
@@ -40,17 +45,22 @@ class RegressionMetrics(Metric):
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         # in place: `self.state += ...` would go through torchmetrics' and nn.Module's __setattr__ each time
-        p, t = pred.detach().double().flatten(), target.double().flatten()
-        error = p - t
-        self.abs_error.add_(error.abs().sum())
-        self.squared_error.add_((error * error).sum())
+        error = pred.detach() - target  # in the predictions' precision, as a loss function computes it
+        n = error.numel()
+        self.abs_error.add_(error.abs().mean().double() * n)
+        self.squared_error.add_((error * error).mean().double() * n)
+        t = target.double()
+        exact = pred.detach().double() - t  # R² in float64 from the start: it subtracts nearly equal sums
+        self.residual.add_((exact * exact).sum())
         self.target.add_(t.sum())
         self.squared_target.add_((t * t).sum())
-        self.count.add_(len(t))
+        self.count.add_(n)
+        self.__dict__["result_dtype"] = pred.dtype  # (not through nn.Module's __setattr__, every step)
 
     def compute(self) -> dict[str, torch.Tensor]:
         n = self.count
         total = self.squared_target - self.target * self.target / n
-        r2 = (self.squared_error == 0).double() if total == 0 else 1 - self.squared_error / total
-        return {f"{self.prefix}mae": self.abs_error / n, f"{self.prefix}mse": self.squared_error / n,
-                f"{self.prefix}r2": r2}
+        r2 = (self.residual == 0).double() if total == 0 else 1 - self.residual / total
+        dtype = getattr(self, "result_dtype", torch.float32)
+        values = {"mae": self.abs_error / n, "mse": self.squared_error / n, "r2": r2}
+        return {f"{self.prefix}{k}": v.to(dtype) for k, v in values.items()}

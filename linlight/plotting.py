@@ -89,23 +89,44 @@ class Plots(pl.Callback):
 
     def __init__(self, every_n_epochs: int | None = None) -> None:
         self.every_n_epochs = every_n_epochs
+        self._scatter = True
         self._epochs: set[int] = set()
         self._snapshots: list[tuple[int, torch.Tensor]] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epochs = set(snapshot_epochs(trainer.max_epochs or 1000, self.every_n_epochs))
+        # the predictions plot is the tutorial's scatter of y against one x: for data of one feature only
+        one = getattr(trainer.datamodule, "num_features", 1) == 1 and hasattr(trainer.datamodule, "test_data")
+        self._epochs = set(snapshot_epochs(trainer.max_epochs or 1000, self.every_n_epochs)) if one else set()
+        self._scatter = one
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch in self._epochs:
             self._snapshot(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._snapshot(trainer, pl_module)
+        if self._scatter:
+            self._snapshot(trainer, pl_module)
         out = Path(trainer.log_dir or trainer.default_root_dir)  # a broadcast: every process asks
         if not trainer.is_global_zero:
             return
-        data = (*trainer.datamodule.train_data, *trainer.datamodule.test_data)
         logger = trainer.logger if isinstance(trainer.logger, TensorBoardLogger) else None
+        if self._scatter:
+            self._draw_predictions(trainer, out, logger)
+        if logger is None:
+            return
+        events = Path(logger.log_dir)
+        fig = loss_figure(events)
+        fig.savefig(out / "loss_curves.png")
+        plt.close(fig)
+        fig = loss_figure(events, figsize=BOARD["figsize"], fontsize=BOARD["fontsize"])
+        plt.tick_params(labelsize=BOARD["fontsize"] - 1)
+        fig.tight_layout()
+        logger.experiment.add_figure("plots/loss_curves", fig, global_step=trainer.current_epoch)
+        logger.experiment.flush()
+
+    def _draw_predictions(self, trainer: pl.Trainer, out: Path, logger: TensorBoardLogger | None) -> None:
+        """``predictions.png`` and, with a TensorBoard logger, the ``plots/predictions`` images."""
+        data = (*trainer.datamodule.train_data, *trainer.datamodule.test_data)
         fig = plot_predictions(*data, self._snapshots[-1][1], **TUTORIAL)
         fig.savefig(out / "predictions.png")
         plt.close(fig)
@@ -117,15 +138,6 @@ class Plots(pl.Callback):
             plt.tick_params(labelsize=BOARD["fontsize"] - 1)
             fig.tight_layout()
             logger.experiment.add_figure("plots/predictions", fig, global_step=epoch)
-        logger.experiment.flush()
-        events = Path(logger.log_dir)
-        fig = loss_figure(events)
-        fig.savefig(out / "loss_curves.png")
-        plt.close(fig)
-        fig = loss_figure(events, figsize=BOARD["figsize"], fontsize=BOARD["fontsize"])
-        plt.tick_params(labelsize=BOARD["fontsize"] - 1)
-        fig.tight_layout()
-        logger.experiment.add_figure("plots/loss_curves", fig, global_step=trainer.current_epoch)
         logger.experiment.flush()
 
     def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -136,19 +136,26 @@ def available_accelerators() -> list[str]:
     return found
 
 
-def parse_error(message: str, actions: Iterable[Any]) -> str:
-    """A parser error as one short line: the option, what it expects, what it got; or a "did you mean"."""
+def parse_error(message: str, actions: Iterable[Any], hints: Mapping[str, Any] | None = None) -> str:
+    """A parser error as one short line: the option, what it expects, what it got; or a "did you mean".
+
+    ``hints``: the types of settings the parser holds no action of its own for (those of a class given by class
+    path, such as the data's: ``data.weight``), by key.
+    """
     actions = list(actions)
     text = " ".join(message.split())
     unknown = re.match(r"unrecognized arguments: (.*)", text)
     if unknown:
         options = [o for a in actions for o in a.option_strings if o.startswith("--") and not o.endswith(".help")]
+        options += [f"--{key}" for key in hints or {}]
         guesses = [m for word in unknown.group(1).split() if word.startswith("--")
                    for m in difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.75)]
         return text + (f" (did you mean {' or '.join(dict.fromkeys(guesses))}?)" if guesses else "")
     key = re.search(r'Parser key "([^"]+)"', text)
     given = re.search(r"(?:Given|Got) value: (.*?)(?: \(see: [^)]*\))?$", text)
     hint = next((getattr(a, "_typehint", None) for a in actions if key and a.dest == key.group(1)), None)
+    if hint is None and key is not None:
+        hint = (hints or {}).get(key.group(1))
     if key is None or given is None or hint is None:
         return text
     value = given.group(1)
@@ -183,7 +190,11 @@ def describe(hint: Any, value: str = "...") -> str:
     if hint in simple:
         return simple[hint]
     if _is_list(hint):
-        item = describe(get_args(hint)[0], value) if get_args(hint) else "values"
+        inner = get_args(hint)[0] if get_args(hint) else None
+        if inner is not None and _is_list(inner):  # rows, e.g. of features: list[list[float]]
+            item = describe(get_args(inner)[0], value) if get_args(inner) else "values"
+            return f"a list of rows of {_plural(item)} such as [{value if value.startswith('[') else f'[{value}]'}]"
+        item = describe(inner, value) if inner is not None else "values"
         example = value if value.startswith("[") else f"[{value}]"
         return f"a list of {_plural(item)} such as {example}"
     if origin in (dict, Mapping) or hint is dict:

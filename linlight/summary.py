@@ -11,8 +11,9 @@ from __future__ import annotations
 import shlex
 import sys
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 
@@ -45,15 +46,17 @@ def resume_command(program: Sequence[str], checkpoint: str | Path, *extra: str) 
 
 
 def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequence[str],
-                extra: Sequence[str] = ()) -> list[str]:
+                extra: Sequence[str] = (), metrics: Mapping[str, Any] | None = None) -> list[str]:
     """The lines ``linlight fit`` prints at the end: what was learned, where it is, what to run next.
 
-    ``extra`` lines (``scripts/train.py``'s test results) follow what was learned.
+    ``extra`` lines (``scripts/train.py``'s test results) follow what was learned. ``metrics``: the fit's last
+    values (``trainer.callback_metrics`` as the fit left them; a later ``test`` replaces them).
     """
     if trainer.fast_dev_run:  # Lightning's check of the loops: no logger, no checkpoint, no run folder
         return [f"linlight: fast_dev_run: {int(trainer.fast_dev_run)} batch(es) of training and validation ran as a "
                 "check; nothing was written (no run folder, no checkpoint)"]
-    metrics = module.epoch_metrics
+    metrics = {k: float(v) for k, v in (trainer.callback_metrics if metrics is None else metrics).items()
+               if getattr(v, "numel", lambda: 1)() == 1}
     run = Path(trainer.log_dir).resolve()
     ckpt = trainer.checkpoint_callback
     epochs = trainer.current_epoch

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,7 +47,7 @@ QUIET_LOGS = ("lightning.pytorch.trainer.connectors.checkpoint_connector", "ligh
 SKIP_BEGIN, SKIP_END = 10, 1  # the points Lightning's suggestion leaves out at each end of the curve
 # settings of the search itself, not of the training it prepares
 SEARCH_ONLY = {"min_lr", "max_lr", "num_training", "mode", "early_stop_threshold", "config", "model.lr",
-               "data.predict_x", "data.predict_csv", "predictions.output"}
+               "data.init_args.predict_x", "data.init_args.predict_csv", "predictions.output"}
 
 
 class LinlightTrainer(pl.Trainer):
@@ -177,12 +178,12 @@ def _quiet(*names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def fit_arguments(config: Namespace, defaults: Namespace, root: str | Path, csv: str | None = None) -> list[str]:
+def fit_arguments(config: Namespace, defaults: Namespace, root: str | Path) -> list[str]:
     """The ``linlight fit`` options for the settings of ``config`` that differ from ``defaults``.
 
     The search's own settings are left out. Paths are absolute, so the command runs from any folder and trains
     beside the search: ``root`` (where the search's run folder is) as ``--trainer.default_root_dir``, always;
-    ``csv``, the data file; a checkpoint folder.
+    file settings (made absolute when parsed) and a checkpoint folder.
     """
     args = []
     for key, value in config.items():
@@ -190,11 +191,12 @@ def fit_arguments(config: Namespace, defaults: Namespace, root: str | Path, csv:
             continue
         if key == "trainer.default_root_dir":
             continue  # given below, absolute, whether it was set or not
-        if key == "data.csv" and csv is not None:
-            value = csv
         if key == "checkpoint.dirpath" and value is not None:
             value = Path(value).resolve()
-        args += [f"--{key}", command_option(value)]
+        # a part given by class path as the command line writes it: --data CLASS, --data.csv FILE (file settings
+        # are absolute already: linlight.parts.absolute_paths)
+        option = key.removesuffix(".class_path").replace(".init_args.", ".")
+        args += [f"--{option}", command_option(value)]
     return [*args, "--trainer.default_root_dir", str(Path(root).resolve())]
 
 
@@ -202,7 +204,7 @@ def command_option(value: Any) -> str:
     """A setting as the command line writes it (YAML/JSON scalars, JSON for lists and classes)."""
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
-    if isinstance(value, (int, float, str, Path)):
+    if isinstance(value, (int, float, str, Path, os.PathLike)):  # (a file setting: its absolute path)
         return str(value)
     plain = namespace_to_dict(value) if isinstance(value, Namespace) else value
     if isinstance(plain, list):

@@ -17,6 +17,11 @@ variants measured together, alternating, by their medians; never trust one time)
    Goals: linlight (K=1) <= 1.10x the bare Trainer; with K, >= 0.9x the raw loop's samples per second.
 4. memory: peak resident memory of one epoch at 10^8 points (800 MB of data), batch 65536, shuffled, above
    the reference run's. Goal: <= 1.5x the data's size.
+5. module: what each of linlight's mixins (linlight/mixins.py) is worth: the reference fit in a bare Trainer
+   (linlight's data, no logger, checkpoints or bar) with LitLinearRegression, then one mixin taken away after
+   another down to LitRegression, the module to copy (Lightning's self.log, automatic optimization); each row
+   says in how many epochs its loss/train and loss/val equal the plain loop's (==). No goal: it says what the
+   clean form costs.
 """
 
 from __future__ import annotations
@@ -167,6 +172,87 @@ def costs(epochs: int, repeats: int) -> dict:
         for step in order:
             times[LADDER[step]].append(run(step))
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+MODULES = ["LitLinearRegression", "- EpochLogging (Lightning's self.log)", "- StepsPerExecution",
+           "- LearningRateOnResume: LitRegression"]
+
+
+def module_variants(epochs: int, repeats: int) -> dict:
+    """The reference fit with each module of MODULES, alternating, in this process: median seconds, and the epochs
+    whose loss/train and loss/val equal the plain loop's."""
+    quiet()
+    import torch
+    from torch import nn
+
+    from linlight.mixins import LearningRateOnResume, StepsPerExecution
+    from linlight.models import build_model
+    from linlight.module import LitLinearRegression, LitRegression
+
+    class NoEpochLogging(StepsPerExecution, LearningRateOnResume, LitRegression):
+        pass
+
+    class NoSteps(LearningRateOnResume, LitRegression):
+        pass
+
+    makers = [LitLinearRegression, lambda: NoEpochLogging(build_model("v2")), lambda: NoSteps(build_model("v2")),
+              lambda: LitRegression(build_model("v2"))]
+
+    class Losses(pl.Callback):
+        def __init__(self):
+            self.train, self.val = [], []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self._record(trainer)
+
+        def on_train_end(self, trainer, pl_module):
+            self._record(trainer)
+
+        def _record(self, trainer):
+            metrics = trainer.callback_metrics
+            if "loss/train" in metrics:
+                self.train.append(metrics["loss/train"].item())
+                self.val.append(metrics["loss/val"].item())
+
+    def plain() -> tuple[list[float], list[float]]:  # the tutorial's loop
+        X = torch.arange(0, 1, 0.02).unsqueeze(1)
+        y = 0.7 * X + 0.3
+        torch.manual_seed(42)
+        model, loss_fn = nn.Linear(1, 1), nn.L1Loss()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        train, val = [], []
+        for _ in range(epochs):
+            loss = loss_fn(model(X[:40]), y[:40])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            train.append(loss.item())
+            with torch.inference_mode():
+                val.append(loss_fn(model(X[40:]), y[40:]).item())
+        return train, val
+
+    def run(i: int) -> tuple[float, int]:
+        pl.seed_everything(42, verbose=False)
+        losses = Losses()
+        trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, accelerator="cpu", callbacks=[losses])
+        module = makers[i]()
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=LineDataModule())
+        elapsed = time.perf_counter() - start
+        equal = sum(a == b and c == d for a, b, c, d in zip(losses.train, truth[0], losses.val, truth[1]))
+        return elapsed, equal
+
+    torch.set_num_threads(1)
+    truth = plain()
+    run(0)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in MODULES}
+    exact: dict[str, int] = {}
+    for _ in range(repeats):
+        for i in random.sample(range(len(MODULES)), len(MODULES)):
+            elapsed, exact[MODULES[i]] = run(i)
+            times[MODULES[i]].append(elapsed)
+    return {name: [statistics.median(ts), exact[name]] for name, ts in times.items()}
 
 
 class EpochTimer(pl.Callback):
@@ -349,6 +435,18 @@ def bench_scale(step: float, epochs: int, plan: list[tuple[int, int]], rounds: i
     return rows
 
 
+def bench_module(repeats: int, epochs: int) -> list[tuple[str, str, str]]:
+    med = worker("module", str(epochs), str(repeats))
+    clean = med[MODULES[-1]][0]
+    rows = []
+    for i, name in enumerate(MODULES):
+        t, exact = med[name]
+        label = f"module, {epochs} epochs (bare Trainer): {name}" if i == 0 else f"module: {name}"
+        note = f"{exact} of {epochs} epochs' losses == plain"
+        rows.append((label, f"{t:6.2f} s   {t / clean:5.2f}x the clean form", note))
+    return rows
+
+
 def bench_memory(step: float) -> list[tuple[str, str, str]]:
     ref = worker("memory", "0.02", "0", "20")["peak_mb"]
     big = worker("memory", str(step), "65536", "1")["peak_mb"]
@@ -362,7 +460,7 @@ def bench_memory(step: float) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny settings: a minute, not ten")
-    parser.add_argument("--only", default="reference,costs,scale,memory", help="comma-separated parts to run")
+    parser.add_argument("--only", default="reference,costs,scale,memory,module", help="comma-separated parts to run")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -374,6 +472,8 @@ def main() -> None:
             return
         if kind == "costs":
             result = costs(int(rest[0]), int(rest[1]))
+        elif kind == "module":
+            result = module_variants(int(rest[0]), int(rest[1]))
         elif kind == "scale":
             plan = [tuple(map(int, part.split(":"))) for part in rest[2].split(",")]
             result = scale_all(float(rest[0]), int(rest[1]), plan, int(rest[3]))
@@ -391,6 +491,8 @@ def main() -> None:
         rows += bench_scale(1e-4 if quick else 1e-6, 3 if quick else 4, [(1024, 32), (65536, 16)], 1 if quick else 2)
     if "memory" in parts:
         rows += bench_memory(1e-5 if quick else 1e-8)
+    if "module" in parts:
+        rows += bench_module(1 if quick else args.repeats, 20 if quick else 1000)
     import torch
 
     width = max(len(name) for name, _, _ in rows)

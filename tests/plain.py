@@ -145,3 +145,50 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
             return model(torch.tensor(x).unsqueeze(1)).flatten().tolist()
 
     return PlainRun(train_losses, test_losses, w, b, state, test_metrics, predict, stopped, best_epoch)
+
+
+class MLP(nn.Module):  # the README's model of your own (examples/my_models.py), copied here on purpose
+    def __init__(self, in_features: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def plain_fit(make_model, X: torch.Tensor, y: torch.Tensor, epochs: int, lr: float, optimizer=torch.optim.SGD,
+              loss_fn: nn.Module | None = None, batch_size: int | None = None, shuffle: bool = False, seed: int = 42,
+              train_split: float = 0.8) -> PlainRun:
+    """Any model on given rows ``X`` ``[n, features]``, ``y`` ``[n, 1]``: the tutorial's loop with another model,
+    loss and optimizer (``optimizer(params, lr=lr)``), validated every epoch; ``make_model()`` is called right
+    after ``torch.manual_seed(42)``, as linlight builds the model right after seeding."""
+    loss_fn = nn.L1Loss() if loss_fn is None else loss_fn
+    n = int(train_split * len(X))
+    X_train, y_train, X_test, y_test = X[:n], y[:n], X[n:], y[n:]
+    torch.manual_seed(42)
+    model = make_model()
+    opt = optimizer(model.parameters(), lr=lr)
+    train_losses, test_losses, test_metrics = [], [], []
+    for epoch in range(epochs):
+        model.train()
+        seen = []
+        for idx in batches(len(X_train), batch_size, shuffle, seed, epoch):
+            loss = loss_fn(model(X_train[idx]), y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            seen.append((loss.item(), len(y_train[idx])))
+        train_losses.append(seen[0][0] if len(seen) == 1 else weighted_mean(seen))
+        model.eval()
+        with torch.inference_mode():
+            parts = [(model(X_test[i]), y_test[i]) for i in batches(len(X_test), batch_size, False, seed, 0)]
+            losses = [(loss_fn(p, t).item(), len(t)) for p, t in parts]
+            test_losses.append(losses[0][0] if len(losses) == 1 else weighted_mean(losses))
+            test_metrics.append(metrics(torch.cat([p for p, _ in parts]), y_test))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def predict(rows: list[list[float]]) -> list[float]:
+        with torch.inference_mode():
+            return model(torch.tensor(rows)).flatten().tolist()
+
+    return PlainRun(train_losses, test_losses, float("nan"), float("nan"), state, test_metrics, predict)

@@ -60,7 +60,10 @@ def test_impossible_settings(tmp_path, args, words):
      (["--data.weight", "nan"], "data.weight: expected a finite number, got nan"),
      (["--data.bias", "inf"], "data.bias: expected a finite number, got inf"),
      (["--data.weight=-inf"], "data.weight: expected a finite number, got -inf"),
-     (["--data.predict_x", "0.5"], "data.predict_x: expected a list of numbers such as [0.5], or null, got 0.5"),
+     (["--data.predict_x", "0.5"],
+      "data.predict_x: expected a list of numbers such as [0.5], or a list of rows of numbers such as [[0.5]], or "
+      "null, got 0.5"),
+     (["--data.stp", "0.01"], "unrecognized arguments: --data.stp 0.01 (did you mean --data.step?)"),
      (["--data.nokey", "1"], "unrecognized arguments: --data.nokey 1")],
 )
 def test_unparsable_settings(tmp_path, args, words):
@@ -120,7 +123,7 @@ def test_bad_checkpoints(tmp_path, trained, monkeypatch):
         "missing.ckpt": "does not exist", "empty.ckpt": "is empty (0 bytes)",
         "truncated.ckpt": "is not a readable PyTorch checkpoint (truncated or corrupt)",
         "random.ckpt": "it is not a checkpoint that loads safely as tensors and plain data",
-        "foreign.ckpt": "is a checkpoint of another model",
+        "foreign.ckpt": "holds weights only (no optimizer or loop state)",
         "model.pth": "is not a Lightning checkpoint (no 'state_dict'/'pytorch-lightning_version')",
         "weights_only.ckpt": "holds weights only (no optimizer or loop state), so training cannot resume from it",
         "evil.ckpt": "it is not a checkpoint that loads safely as tensors and plain data",
@@ -129,8 +132,11 @@ def test_bad_checkpoints(tmp_path, trained, monkeypatch):
     for name, words in cases.items():
         fails(tmp_path, "fit", "--ckpt_path", str(tmp_path / name), words=f"{tmp_path / name}")
         fails(tmp_path, "fit", "--ckpt_path", str(tmp_path / name), words=words)
+    # whether the weights are the model's is found by loading them strictly into the model the settings build
+    cases["foreign.ckpt"] = ("holds weights of another model than model.arch='v2': it has no model.linear_layer.bias, "
+                             "model.linear_layer.weight; it has encoder.weight the model has not")
     for sub in ("validate", "test", "predict"):  # every subcommand reads checkpoints the same way
-        for name in ("evil_torch.ckpt", "truncated.ckpt"):
+        for name in ("evil_torch.ckpt", "truncated.ckpt", "foreign.ckpt"):
             fails(tmp_path, sub, "--ckpt_path", str(tmp_path / name), "--data.predict_x", "[1.0]", words=cases[name])
     assert not marker.exists(), "code in a checkpoint ran"
     assert trained.read_bytes() == good  # the run's own checkpoint is untouched

@@ -22,7 +22,9 @@ def test_bench_quick_runs_every_variant():
                 "costs: checkpoints", "costs: signal handling", "costs: metrics", "costs: LightningCLI",
                 "batch 1024: raw", "batch 1024: bare", "batch 1024: linlight", "batch 1024: linlight K=32",
                 "batch 1024: dataloader", "batch 65536: raw", "batch 65536: bare", "batch 65536: linlight",
-                "batch 65536: linlight K=16", "memory: reference run peak", "points, one epoch, peak"]
+                "batch 65536: linlight K=16", "memory: reference run peak", "points, one epoch, peak",
+                "(bare Trainer): LitLinearRegression", "module: - EpochLogging (Lightning's self.log)",
+                "module: - StepsPerExecution", "module: - LearningRateOnResume: LitRegression"]
     names = [re.split(r"\s{2,}", row.strip())[0] for row in rows]
     for name in expected:
         assert sum(n.endswith(name) for n in names) == 1, f"row {name!r}: {names}"

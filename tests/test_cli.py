@@ -36,23 +36,33 @@ def test_help_lists_the_subcommands(tmp_path):
 def test_fit_help_lists_the_settings(tmp_path):
     code, out, _ = cli("fit", "--help", cwd=tmp_path)
     assert code == 0
-    for option in ("--model.arch", "--model.lr", "--data.step", "--data.batch_size", "--checkpoint.every_n_epochs",
-                   "--data.predict_csv", "--predictions.output"):
+    for option in ("--model.arch", "--model.lr", "--model.model", "--model.loss", "--model.optimizer",
+                   "--model.scheduler", "--data.help", "--import_path", "--checkpoint.every_n_epochs",
+                   "--predictions.output"):
         assert option in out
+    for data in ("LineDataModule", "TableDataModule"):  # the data's own settings: LightningCLI's --data.help
+        code, out, _ = cli("fit", "--data.help", data, cwd=tmp_path)
+        assert code == 0
+        for option in {"LineDataModule": ("--data.step", "--data.batch_size", "--data.predict_csv"),
+                       "TableDataModule": ("--data.csv", "--data.target", "--data.features")}[data]:
+            assert option in out, (data, option)
 
 
 def test_print_config_shows_the_reference_defaults(tmp_path):
     _, out, _ = cli("fit", "--print_config", cwd=tmp_path)
     config = yaml.safe_load(out)
     assert config["seed_everything"] == 42
-    assert config["model"] == {"arch": "v2", "lr": 0.01}
-    assert config["data"]["step"] == 0.02 and config["data"]["batch_size"] is None
+    model = config["model"]
+    assert (model["arch"], model["lr"], model["model"], model["scheduler"]) == ("v2", 0.01, None, None)
+    assert model["loss"]["class_path"] == "torch.nn.L1Loss" and model["optimizer"]["class_path"] == "torch.optim.SGD"
+    assert config["data"]["class_path"] == "linlight.data.LineDataModule"
+    assert config["data"]["init_args"]["step"] == 0.02 and config["data"]["init_args"]["batch_size"] is None
     assert config["trainer"]["max_epochs"] == 1000 and config["trainer"]["accelerator"] == "auto"
     assert config["checkpoint"]["save_last"] is True and config["checkpoint"]["monitor"] == "loss/val"
     _, out, _ = cli("fit", "--model.lr", "0.1", "--data.step", "0.01", "--trainer.max_epochs", "50",
                        "--print_config", cwd=tmp_path)
     overridden = yaml.safe_load(out)
-    assert overridden["model"]["lr"] == 0.1 and overridden["data"]["step"] == 0.01
+    assert overridden["model"]["lr"] == 0.1 and overridden["data"]["init_args"]["step"] == 0.01
     assert overridden["trainer"]["max_epochs"] == 50
 
 
@@ -69,7 +79,7 @@ def test_overrides_reach_the_run(tmp_path):
     truth = plain_loop(lr=0.05, step=0.01, epochs=30)
     assert [v for _, v in scalars(run_dir(tmp_path))["loss/train"]] == truth.train_losses
     saved = yaml.safe_load((run_dir(tmp_path) / "config.yaml").read_text())
-    assert saved["model"]["lr"] == 0.05 and saved["data"]["step"] == 0.01
+    assert saved["model"]["lr"] == 0.05 and saved["data"]["init_args"]["step"] == 0.01
     ckpt = load_ckpt(run_dir(tmp_path) / "checkpoints" / "last.ckpt")
     assert ckpt["hyper_parameters"]["lr"] == 0.05 and ckpt["datamodule_hyper_parameters"]["step"] == 0.01
 

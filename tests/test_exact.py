@@ -24,6 +24,7 @@ def check_run(run, truth, test_every=1):
         assert [s for s, _ in got] == val_steps
         want = [m[name] for m in truth.test_metrics]
         assert [v for _, v in got] == pytest.approx(want, rel=1e-6, abs=1e-9), name
+    assert logged["val/mae"] == val  # the L1 loss and the MAE of the same predictions: one number
     state = load_ckpt(run / "checkpoints" / "last.ckpt")["state_dict"]
     learned = [v for k, v in state.items() if k.startswith("model.")]
     assert len(learned) == len(truth.state) == 2

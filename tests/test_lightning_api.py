@@ -54,3 +54,15 @@ def test_attributes_set_by_lightning_that_linlight_reads(tmp_path):
     launcher = _SubprocessScriptLauncher.__init__
     assert "num_nodes" in inspect.signature(launcher).parameters
     assert "procs" in inspect.getsource(_SubprocessScriptLauncher), "the launcher no longer keeps its children"
+
+
+def test_epoch_logging_takes_every_parameter_of_lightnings_log_by_name():
+    """log_dict calls self.log with all of Lightning's parameters: EpochLogging's fast path must know each by name
+    (one it does not know goes to Lightning's slow self.log, silently costing what the mixin saves)."""
+    from lightning.pytorch import LightningModule
+
+    from linlight.mixins import EpochLogging
+
+    theirs = list(inspect.signature(LightningModule.log).parameters)
+    ours = list(inspect.signature(EpochLogging.log).parameters)
+    assert theirs == ours[: len(theirs)] and ours[len(theirs):] == ["kwargs"], (theirs, ours)

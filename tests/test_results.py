@@ -1,6 +1,7 @@
 """Seeing and using the result of `python scripts/train.py`: TensorBoard (read back from the files and from a
 running server), the tutorial's plots, the summary, predictions and the exported model."""
 
+import contextlib
 import json
 import re
 import socket
@@ -9,14 +10,15 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_ckpt, scalars
+from conftest import cli, load_ckpt, scalars
 from PIL import Image
 from plain import plain_loop
 
-from linlight.board import CUSTOM_SCALARS, HPARAMS_METRICS
+from linlight.board import ERROR_CHARTS, LINE_CHARTS, LOSS_CHARTS
 from linlight.export import load_model, onnx_predict
 from linlight.models import LinearRegressionModelV2
 from linlight.plotting import loss_figure
@@ -52,12 +54,13 @@ def test_tensorboard_files_hold_every_tag(reference_run):
     steps = [e.step for e in events.Images("plots/predictions")]
     assert steps == [0, 2, 5, 10, 20, 50, 100, 200, 500, EPOCHS]  # the untrained line first; ten: TensorBoard's cap
     assert len(events.Images("plots/loss_curves")) == 1
-    hparams = events.PluginTagToContent("hparams")  # the HPARAMS tab: settings, and the curves it reads
-    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    hparams = events.PluginTagToContent("hparams")  # the HPARAMS tab: the run's settings
+    assert "_hparams_/session_start_info" in hparams
+    assert "_hparams_/experiment" not in hparams  # TensorBoard then takes its columns from all the runs shown
     start = hparams["_hparams_/session_start_info"]
-    assert all(key in start for key in (b"arch", b"lr", b"step", b"weight")) and b"_instantiator" not in start
-    experiment = hparams["_hparams_/experiment"]
-    assert all(tag.encode() in experiment for tag in HPARAMS_METRICS)
+    for key in (b"arch", b"lr", b"step", b"weight", b"max_epochs", b"optimizer", b"loss"):
+        assert key in start, key
+    assert b"_instantiator" not in start and b"batch_size" not in start  # unset (full batch): no column of "None"
 
 
 def test_pngs_are_the_tutorials_plots(reference_run):
@@ -110,9 +113,68 @@ def test_summary_matches_the_run(reference_run):
         assert name in out
 
 
-def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=10) as response:
+def get_json(url: str, body: dict | None = None):
+    """GET ``url``, or POST ``body`` as JSON (as TensorBoard's own pages ask its hparams plugin)."""
+    request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def tensorboard(logdir: Path):
+    """A TensorBoard server on ``logdir``: its plugins' base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield f"http://127.0.0.1:{port}/data/plugin"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_hparams_shows_first_the_settings_the_runs_differ_in(tmp_path):
+    """TensorBoard's HPARAMS tab as it is served to a browser: the columns come from all the runs, the settings
+    they differ in first (what a sweep varies: lr, max_epochs), and a number setting left unset in some run is
+    still a number column (batch_size 16, not the string "16.0")."""
+    for args in (["--model.lr", "0.01", "--trainer.max_epochs", "3", "--data.batch_size", "16"],
+                 ["--model.lr", "0.05", "--trainer.max_epochs", "4"]):
+        code, _, err = cli("fit", *args, "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+                           cwd=tmp_path)
+        assert code == 0, err
+    with tensorboard(tmp_path / "lightning_logs") as base:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                experiment = get_json(f"{base}/hparams/experiment", {"experimentName": ""})
+                groups = get_json(f"{base}/hparams/session_groups", {
+                    "experimentName": "", "startIndex": 0, "sliceSize": 10,
+                    "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+                    "colParams": [{"hparam": "batch_size", "includeInResult": True}]})
+                if len(groups.get("sessionGroups", [])) == 2:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "tensorboard did not serve the runs' hparams"
+            time.sleep(0.5)
+    infos = experiment["hparamInfos"]
+    # The HPARAMS tab sorts the settings it is served with the differing ones first and ticks the first five
+    # (TensorBoard's tf-hparams-query-pane, _computeHParams); the server sends them in that order too.
+    shown = [i["name"] for i in sorted(infos, key=lambda i: not i.get("differs", False))][:5]
+    assert [i["name"] for i in infos][:2] == shown[:2] == ["lr", "max_epochs"]
+    assert {"arch", "optimizer", "optimizer.momentum", "loss", "step"} <= {i["name"] for i in infos}
+    optimizer = next(i for i in infos if i["name"] == "optimizer")
+    assert optimizer["domainDiscrete"] == ["torch.optim.SGD"]  # a part given by class path: its class
+    batch = next(i for i in infos if i["name"] == "batch_size")
+    assert batch["type"] == "DATA_TYPE_FLOAT64"
+    values = [g["hparams"].get("batch_size") for g in groups["sessionGroups"]]
+    assert sorted(values, key=str) == [16, None]
+    metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+    assert {"loss/train", "loss/val", "val/r2", "params/weight_error"} <= metrics  # every scalar, its last value
 
 
 def test_tensorboard_serves_the_story(reference_run):
@@ -142,7 +204,7 @@ def test_tensorboard_serves_the_story(reference_run):
             assert len(series) == (1 if tag in ONCE else EPOCHS), tag  # [wall_time, step, value] each
         layout = get_json(f"{base}/custom_scalars/layout")
         charts = {c["title"]: c["multiline"]["tag"] for cat in layout["category"] for c in cat["chart"]}
-        want = {title: spec[1] for title, spec in CUSTOM_SCALARS["linlight"].items()}
+        want = {title: spec[1] for title, spec in {**LOSS_CHARTS, **LINE_CHARTS, **ERROR_CHARTS}.items()}
         assert charts.keys() == want.keys()
         for title, regexes in want.items():  # each chart draws exactly the tags its title names
             pattern = "|".join(f"({r})" for r in regexes)  # how the dashboard joins a chart's regexes

@@ -132,7 +132,7 @@ def test_the_shipped_space_runs_the_exercise(tmp_path, capsys):
     assert trial.state == TrialState.COMPLETE
     run = Path(trial.user_attrs["run_dir"])
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["data"]["weight"] == 0.3 and config["model"]["arch"] == "model0"
+    assert config["data"]["init_args"]["weight"] == 0.3 and config["model"]["arch"] == "model0"
     assert config["trainer"]["max_epochs"] == trial.params["trainer.max_epochs"]
     steps = [s for s, _ in scalars(run)["loss/val"]]
     assert steps == list(range(19, trial.params["trainer.max_epochs"], 20))  # tested every 20 epochs, the last too
