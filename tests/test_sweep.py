@@ -33,7 +33,7 @@ def write_space(path: Path, space: dict, fixed: dict | None = None) -> Path:
 
 
 def sweep_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "linlight.cli", "sweep", *args]
+    return [sys.executable, "-m", "linlight", "sweep", *args]
 
 
 def load(root: Path, name: str) -> optuna.Study:
@@ -165,7 +165,7 @@ def test_bad_space_files_are_refused_before_anything_runs(name, tmp_path, capsys
 def test_without_optuna_the_error_says_what_to_install(tmp_path):
     """As a user sees it: one line, no traceback (the space file errors are tested in-process above)."""
     (tmp_path / "space.yaml").write_text("space:\n  model.lr: {type: float, low: 0.001, high: 0.1}\n")
-    no_optuna = "import sys; sys.modules['optuna'] = None; from linlight.cli import main; main()"
+    no_optuna = "import sys; sys.modules['optuna'] = None; from linlight.__main__ import main; main()"
     proc = subprocess.run([sys.executable, "-c", no_optuna, "sweep", "--space", "space.yaml"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
