@@ -20,6 +20,7 @@ to it so that many processes share it safely and its faults are said in one line
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import threading
@@ -92,13 +93,15 @@ class Storage:
         """The study, created by whichever process comes first (``first``: this command's first opening, which
         also creates the tables and checks their version; a command's worker processes only load it)."""
         self._check_driver()
+        self.riding = not first  # a worker's command has opened the study: an outage now is waited for
         try:
             with self.lock:
-                storage = optuna.storages.RDBStorage(
+                storage = RidingStorage(
                     self.url, engine_kwargs=self.engine_kwargs(), heartbeat_interval=self.heartbeat,
                     grace_period=2 * self.heartbeat, skip_table_creation=not first,
                     skip_compatibility_check=not first)
                 event.listen(storage.engine, "do_connect", self._connect)
+                storage.owner = self
                 sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
                 study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
                                             load_if_exists=True, sampler=sampler,
@@ -152,7 +155,7 @@ class Storage:
             except dialect.loaded_dbapi.Error as e:
                 if not self.riding:
                     raise
-                self._failed(e)
+                self.failed(e)
                 time.sleep(0.5)
                 continue
             with self._state:
@@ -162,7 +165,8 @@ class Storage:
                     self._down_since = None
             return connection
 
-    def _failed(self, error: BaseException) -> None:
+    def failed(self, error: BaseException) -> None:
+        """A connection failed or was cut off: note the outage; past the window, give the storage up (raises)."""
         now = time.monotonic()
         with self._state:
             if self._down_since is None:
@@ -171,6 +175,8 @@ class Storage:
                       f"{self.window} s for it (--heartbeat)", file=sys.stderr, flush=True)
             elif now - self._down_since >= self.window:
                 self.lose(error, f" for more than {self.window} s")
+        if self.lost is not None:
+            raise StorageLost(str(self.lost)) from None
 
     def lose(self, error: BaseException, how_long: str = "") -> StorageLost:
         """Give the storage up: every later connection fails at once, and the trial stops at its next epoch."""
@@ -198,7 +204,7 @@ class Storage:
 
     def cause(self, error: BaseException) -> str:
         """The database's own words for a failure, on one line, without the password."""
-        found = database_error(error) or error
+        found = error if is_driver_error(error) else database_error(error) or error
         if isinstance(found, StorageLost):
             return str(found)
         found = getattr(found, "orig", None) or found  # the driver's exception inside SQLAlchemy's
@@ -227,6 +233,13 @@ class StorageLost(StorageError):
     """The storage went away mid-sweep and did not come back within the bound."""
 
 
+def is_driver_error(error: BaseException) -> bool:
+    """An exception of the database driver itself (psycopg's, sqlite3's, ...), not one SQLAlchemy or Optuna made."""
+    return isinstance(error, Exception) and not isinstance(
+        error, (SQLAlchemyError, optuna.exceptions.OptunaError, LinlightError)) and \
+        type(error).__module__.split(".")[0] not in ("builtins", "sqlalchemy", "optuna")
+
+
 def database_error(error: BaseException) -> BaseException | None:
     """The database failure under ``error`` (its causes and contexts followed), if there is one."""
     seen: set[int] = set()
@@ -250,6 +263,69 @@ def database_error(error: BaseException) -> BaseException | None:
             return e
         stack += [e.__context__, e.__cause__]
     return None
+
+
+def cut_off(error: BaseException) -> bool:
+    """Whether ``error`` comes from a connection that broke under a statement (the server stopped or went away)."""
+    found = database_error(error)
+    return isinstance(found, DBAPIError) and found.connection_invalidated
+
+
+class RidingStorage(optuna.storages.RDBStorage):
+    """Optuna's ``RDBStorage``, whose calls that a broken connection cut off are made again once the storage is
+    back (within its owner's window): the reads, and the writes that come out the same when made twice (an
+    attribute, a reported value, a heartbeat, a parameter, a trial's end). Not the creation of a trial or a study:
+    had the server carried it out before the connection broke, a second one would be one too many.
+
+    A server stopped as an administrator does (``pg_ctl stop -m fast``) rolls back the transactions it cuts off,
+    so what is made again was not done; a server that vanishes at the instant of a commit leaves it unknown, and
+    a trial's end or parameter found already recorded is taken as done.
+    """
+
+    owner: Storage | None = None
+
+
+def _again(name: str) -> Any:
+    method = getattr(optuna.storages.RDBStorage, name)
+
+    @functools.wraps(method)
+    def call(self: RidingStorage, *args: Any, **kwargs: Any) -> Any:
+        again = False
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as e:
+                if again and _done_before(self, name, args, kwargs, e):
+                    return True if name == "set_trial_state_values" else None
+                if self.owner is None or not self.owner.riding or not cut_off(e):
+                    raise
+                self.owner.failed(e)  # past the window: StorageLost
+                again = True
+
+    return call
+
+
+def _done_before(storage: RidingStorage, name: str, args: tuple, kwargs: dict, error: Exception) -> bool:
+    """A write made again that finds itself already made (the first one was carried out after all)."""
+    if name == "set_trial_state_values" and isinstance(error, optuna.exceptions.UpdateFinishedTrialError):
+        state = kwargs.get("state", args[1] if len(args) > 1 else None)
+        return storage.get_trial(args[0]).state == state
+    if name in ("set_trial_param", "_set_trial_param") and isinstance(database_error(error), DBAPIError):
+        return kwargs.get("param_name", args[1] if len(args) > 1 else None) in storage.get_trial(args[0]).params
+    return False
+
+
+# Optuna's own study and trial objects call these through its _CachedStorage, which calls the private ones
+# (tests/test_sweep_server.py checks that the installed Optuna has every one)
+REPEATED = ("get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
+            "get_study_system_attrs", "get_all_studies", "get_trial_user_attrs", "get_trial_system_attrs",
+            "get_trial_id_from_study_id_trial_number", "get_trial_param", "get_trial", "get_all_trials",
+            "get_best_trial", "_get_trials", "_get_best_trial_id", "_get_stale_trial_ids", "set_study_user_attr",
+            "set_study_system_attr", "set_trial_param", "_set_trial_param", "set_trial_state_values",
+            "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr", "record_heartbeat")
+for _name in REPEATED:
+    if hasattr(optuna.storages.RDBStorage, _name):
+        setattr(RidingStorage, _name, _again(_name))
 
 
 class StudyLock:
@@ -284,9 +360,22 @@ class StudyLock:
         elif self.server:
             if self._engine is None:
                 self._engine = self.storage.engine()
-            self._held = self._take(self._engine.connect())
+            while self._held is None:
+                try:
+                    self._held = self._take(self._engine.connect())
+                except SQLAlchemyError as e:
+                    if not (self.storage.riding and cut_off(e)):
+                        raise
+                    self.storage.failed(e)  # past the window: StorageLost
 
     def _take(self, connection: Any) -> Any:
+        try:
+            return self._wait(connection)
+        except BaseException:
+            connection.close()
+            raise
+
+    def _wait(self, connection: Any) -> Any:
         deadline = time.monotonic() + LOCK_WAIT
         while True:
             if self.storage.backend == "postgresql":
@@ -297,7 +386,6 @@ class StudyLock:
             if got:
                 return connection
             if time.monotonic() > deadline:
-                connection.close()
                 raise StorageError(f"another process has held the study lock of {self.storage.shown} for more "
                                    f"than {LOCK_WAIT} s; if none is running, restart the database server")
             time.sleep(0.02)
