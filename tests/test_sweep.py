@@ -6,6 +6,7 @@ import math
 import os
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -137,6 +138,72 @@ def test_the_shipped_space_runs_the_exercise(tmp_path, capsys):
     steps = [s for s, _ in scalars(run)["loss/val"]]
     assert steps == list(range(19, trial.params["trainer.max_epochs"], 20))  # tested every 20 epochs, the last too
     assert "reproduce: " in capsys.readouterr().out
+
+
+def test_the_pruner_stops_trials_behind_the_median_at_the_epochs_they_report(tmp_path, capsys):
+    """Optuna's median rule, checked from its definition: a trial is pruned at a reporting epoch when its best
+    loss/val so far is above the median of the COMPLETE trials' loss/val at that epoch; what it reported is the
+    plain loop's, and its run folder ends there."""
+    epochs, every = 40, 10
+    lr = {"type": "float", "low": 1e-4, "high": 0.5, "log": True}
+    space = write_space(tmp_path / "pruned.yaml", {"model.lr": lr}, {"trainer.max_epochs": epochs})
+    main(["--space", str(space), "--trials", "12", "--seed", "3", "--prune-every", str(every), "--root", str(tmp_path)])
+    capsys.readouterr()
+    trials = load(tmp_path, "pruned").trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    for t in trials:
+        truth = plain_loop(lr=t.params["model.lr"], epochs=epochs).test_losses
+        steps = sorted(t.intermediate_values)
+        assert steps == list(range(every - 1, (t.last_step or 0) + 1, every))  # every 10th epoch, from the 10th
+        assert [t.intermediate_values[s] for s in steps] == [truth[s] for s in steps]
+        logged = scalars(Path(t.user_attrs["run_dir"]))["loss/val"]
+        if t.state == TrialState.COMPLETE:
+            assert t.value == truth[-1] and t.user_attrs["epochs"] == epochs and steps[-1] == epochs - 1
+            continue
+        step = t.last_step
+        assert step < epochs - 1 and logged[-1][0] == step and t.user_attrs["epochs"] == step + 1  # stopped there
+        before = [u.intermediate_values[step] for u in trials if u.state == TrialState.COMPLETE and u.number < t.number]
+        assert len(before) >= 5 and min(t.intermediate_values.values()) > statistics.median(before)
+
+
+def test_a_trial_that_runs_every_epoch_is_complete_even_at_a_pruning_epoch(tmp_path, capsys):
+    """max_epochs equal to --prune-every: each trial's only report is at its last epoch, which is never pruned."""
+    space = write_space(tmp_path / "last.yaml", {"model.lr": LR}, {"trainer.max_epochs": 10})
+    main(["--space", str(space), "--trials", "10", "--seed", "3", "--prune-every", "10", "--root", str(tmp_path)])
+    out = capsys.readouterr().out
+    trials = load(tmp_path, "last").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 10
+    assert all(t.intermediate_values == {9: t.value} for t in trials)  # reported for the others to compare with
+    ranks = [line.split()[0] for line in out.splitlines()[out.splitlines().index(next(
+        line for line in out.splitlines() if line.startswith("rank"))) + 1:][:10]]
+    assert ranks == [str(i) for i in range(1, 11)]  # all ranked
+
+
+def first_draw(seed: int) -> float:
+    """The first model.lr a TPE sampler with this seed suggests (its first trials are random draws)."""
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True))
+    return study.ask().suggest_float("model.lr", LR["low"], LR["high"], log=LR["log"])
+
+
+def test_workers_with_a_seed_each_draw_from_a_seed_of_their_own_and_a_rerun_from_new_ones(tmp_path, capsys):
+    from linlight.sweep.command import worker_seed
+
+    root = tmp_path / "runs"
+    space = write_space(tmp_path / "workers.yaml", {"model.lr": LR}, {"trainer.max_epochs": 10})
+    for total in (4, 8):  # then continued: the rerun's workers draw anew
+        main(["--space", str(space), "--trials", str(total), "--workers", "2", "--seed", "7", "--root", str(root)])
+    capsys.readouterr()
+    trials = load(root, "workers").trials
+    assert len(trials) == 8 and all(t.state in ENDED for t in trials)
+    assert len({t.params["model.lr"] for t in trials}) == 8  # no settings drawn twice
+    commands = list(dict.fromkeys(t.user_attrs["sweep"] for t in trials))
+    assert len(commands) == 2
+    for started, command in zip((0, 4), commands):
+        for worker in (0, 1):
+            mine = [t for t in trials if t.user_attrs["sweep"] == command and t.user_attrs["worker"] == worker]
+            if mine:  # a worker's first trial is its seed's first draw
+                assert mine[0].params["model.lr"] == first_draw(worker_seed(7, started, worker))
 
 
 BAD_SPACES = {

@@ -22,6 +22,7 @@ import multiprocessing.forkserver
 import os
 import socket
 import sys
+import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,8 +98,9 @@ def parse_args(argv: list[str]) -> Sweep:
         if getattr(a, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
     root = a.root.resolve()
+    command = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     return Sweep(load_space(a.space), root, a.storage or sqlite_url(root), a.study or a.space.stem, a.trials,
-                 a.workers, a.seed, a.heartbeat, a.prune_every, f"{socket.gethostname()}:{os.getpid()}")
+                 a.workers, a.seed, a.heartbeat, a.prune_every, command)
 
 
 def main(argv: list[str]) -> None:
@@ -128,7 +130,7 @@ def run(sweep: Sweep) -> None:
         if sweep.workers == 1:
             study.sampler = optuna.samplers.TPESampler(seed=worker_seed(sweep.seed, len(trials), 0), constant_liar=True)
             storage.quiet_heartbeat()
-            work(sweep, study, storage, announce=True)
+            work(sweep, study, storage, 0)
         else:
             _workers(sweep, len(trials))
         summarize(study, storage.shown, sweep.root)
@@ -176,7 +178,7 @@ def _worker(sweep: Sweep, seed: int | None, index: int, errors: Any) -> None:
             with quiet(), _interruptible(), storage.errors():
                 study = storage.open_study(sweep.study, seed, first=False)
                 storage.quiet_heartbeat()
-                work(sweep, study, storage, announce=index == 0)
+                work(sweep, study, storage, index)
         except Exception as e:
             error = user_error(e)
             if error is None or isinstance(error, Stopped):

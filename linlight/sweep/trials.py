@@ -52,7 +52,7 @@ class Sweep:
     seed: int | None
     heartbeat: int
     prune_every: int
-    command: str  # this command's name in its trials' user_attrs: host and process id
+    command: str  # this command's name in its trials' user_attrs: host, process id and a random part
 
 
 class TrialRecord(pl.Callback):
@@ -125,8 +125,8 @@ class TrialCLI(LinlightCLI):
 class Objective:
     """One trial: sample its settings, run them as ``linlight fit``, return the final ``loss/val``."""
 
-    def __init__(self, sweep: Sweep, storage: Storage) -> None:
-        self.sweep, self.storage = sweep, storage
+    def __init__(self, sweep: Sweep, storage: Storage, worker: int) -> None:
+        self.sweep, self.storage, self.worker = sweep, storage, worker
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.storage.lock.release()  # this trial exists now: other processes may count it and start theirs
@@ -135,6 +135,7 @@ class Objective:
         trial.set_user_attr("args", args)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("sweep", self.sweep.command)
+        trial.set_user_attr("worker", self.worker)
         record, value = TrialRecord(trial), None
         try:
             TrialCLI([*args, *TRIAL_ONLY_ARGS], [record, Pruning(trial, self.sweep.prune_every, self.storage)])
@@ -150,14 +151,14 @@ class Objective:
         return value
 
 
-def work(sweep: Sweep, study: optuna.Study, storage: Storage, announce: bool) -> None:
+def work(sweep: Sweep, study: optuna.Study, storage: Storage, worker: int) -> None:
     """Run trials of the shared study until it holds ``sweep.trials`` ended ones (one worker).
 
     Optuna's ``MaxTrialsCallback`` stops this worker after a trial once the study's trials reach the total. It
     counts the RUNNING trials of every process with the ended ones, so no process starts a trial that others
     already fill the total with; the study lock is held from that count until the next trial exists. Then the
-    worker waits for the trials still running elsewhere, so that it can show the whole study; ``announce``: say
-    so once (one worker of a command does), when they are another command's.
+    worker waits for the trials still running elsewhere, so that it can show the whole study; worker 0 of the
+    command says so, once, when they are another command's.
     """
     budget = optuna.study.MaxTrialsCallback(sweep.trials, states=CLAIMED)
     waited = False
@@ -168,11 +169,11 @@ def work(sweep: Sweep, study: optuna.Study, storage: Storage, announce: bool) ->
             if sum(t.state in ENDED for t in trials) >= sweep.trials:
                 return
             if sum(t.state in CLAIMED for t in trials) < sweep.trials:
-                study.optimize(Objective(sweep, storage), callbacks=[report, storage.lock.acquire, budget],
+                study.optimize(Objective(sweep, storage, worker), callbacks=[report, storage.lock.acquire, budget],
                                catch=(DivergedError,))
                 continue
         elsewhere = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("sweep") != sweep.command]
-        if announce and elsewhere and not waited:
+        if worker == 0 and elsewhere and not waited:
             where = ", ".join(f"{t.number} (on {t.user_attrs.get('host', 'an unknown host')})" for t in elsewhere)
             print(f"linlight sweep: waiting for the study's last trial(s), running in other processes: {where}; "
                   f"a trial whose process stopped is marked FAIL {2 * sweep.heartbeat} s after its last heartbeat",
