@@ -31,12 +31,22 @@ of sweeps, and the sweep modules use it as any caller would.
 
 from __future__ import annotations
 
-from linlight.cli import user_errors
-from linlight.errors import ConfigError
+import multiprocessing
+import multiprocessing.forkserver
+
+# what a worker imports: torch, Lightning, Optuna and linlight, and what Optuna's database storage, Lightning's
+# TensorBoard logger and the first trial import on first use
+WORKER_MODULES = ["linlight.sweep.command", "alembic.command", "alembic.migration", "sqlalchemy.orm",
+                  "tensorboard.plugins.hparams.metadata"]
 
 
 def main(argv: list[str]) -> None:
-    """``linlight sweep ARGV`` (see ``linlight.sweep.command``); without Optuna, one line saying what to install."""
+    """``linlight sweep ARGV`` (see ``linlight.sweep.command``); without Optuna, one line saying what to install.
+
+    """
+    from linlight.cli import user_errors
+    from linlight.errors import ConfigError
+
     try:
         import optuna  # noqa: F401
         import optuna_integration  # noqa: F401
@@ -46,3 +56,10 @@ def main(argv: list[str]) -> None:
     from linlight.sweep.command import main as command
 
     command(argv)
+
+
+def start_fork_server() -> None:
+    """Start ``multiprocessing``'s fork server (for workers of a process that has threads: see
+    ``linlight.sweep.command.Workers``), importing what every worker needs once (idempotent)."""
+    multiprocessing.set_forkserver_preload(WORKER_MODULES)
+    multiprocessing.forkserver.ensure_running()

@@ -6,11 +6,10 @@ The command checks the space (``linlight.sweep.space``), opens the study (``linl
 stands, runs this command's share of the trials (``linlight.sweep.trials``) in this process or in ``--workers``
 processes, and prints the whole study (``linlight.sweep.results``).
 
-Worker processes come from a fork server (``multiprocessing``'s ``forkserver``) that imports torch, Lightning and
-Optuna once, while this process checks the space; each worker is a fork of it, ready in milliseconds instead of
-the seconds of a fresh interpreter's imports, and without a copy of this process's threads or database
-connections. Workers only load the study this process created and checked. A worker's error is handed to this
-process, which ends with it in one line.
+Worker processes (``Workers``) are forks of this process made before it computes anything: torch, Lightning and
+Optuna are imported once for all of them, instead of once more in each (the seconds of a fresh interpreter),
+and they wait while this process checks the space and opens the study. They only load the study this process
+created and checked. A worker's error is handed to this process, which ends with it in one line.
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import socket
 import sys
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from optuna.trial import TrialState
 from linlight.cli import user_errors
 from linlight.errors import LinlightError, Stopped
 from linlight.faults import user_error
+from linlight.sweep import start_fork_server
 from linlight.sweep.results import summarize
 from linlight.sweep.space import check_space, load_space
 from linlight.sweep.storage import Storage, sqlite_url
@@ -72,8 +72,9 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: list[str]) -> Sweep:
     """The ``linlight sweep`` command line, as a ``Sweep``."""
-    parser = _Parser(prog="linlight sweep", description="Search linlight settings with Optuna: each trial is a "
-                     "`linlight fit` run in its own lightning_logs/version_N folder.",
+    parser = _Parser(prog="linlight sweep", allow_abbrev=False,
+                     description="Search linlight settings with Optuna: each trial is a `linlight fit` run in its own "
+                     "lightning_logs/version_N folder.",
                      epilog="space file: see linlight/configs/sweep.yaml and the docstring of linlight/sweep/space.py")
     parser.add_argument("--space", type=Path, required=True, help="the search space, a YAML file")
     parser.add_argument("--trials", type=int, default=20,
@@ -111,29 +112,32 @@ def main(argv: list[str]) -> None:
 
 def run(sweep: Sweep) -> None:
     """A whole ``linlight sweep`` command: check, run this machine's share of the trials, summarize."""
-    if sweep.workers > 1:  # the workers' imports happen while this process checks the space
-        multiprocessing.set_forkserver_preload([__name__])
-        multiprocessing.forkserver.ensure_running()
-    storage = Storage(sweep.storage, sweep.heartbeat)
-    check_space(sweep.space, sweep.root)
-    (sweep.root / "lightning_logs").mkdir(parents=True, exist_ok=True)
-    with storage.errors():
-        study = storage.open_study(sweep.study, None, first=True)
-        trials = study.get_trials(deepcopy=False)
-        ended = sum(t.state in ENDED for t in trials)
-        print(f"linlight sweep: study {sweep.study!r} in {storage.shown}: {ended} of {sweep.trials} trials ended; "
-              f"{sweep.workers} worker process{'es' if sweep.workers > 1 else ''} here", flush=True)
-        if running := [str(t.number) for t in trials if t.state == TrialState.RUNNING]:
-            print(f"linlight sweep: trial {', '.join(running)} RUNNING, in another process or left by one that "
-                  f"stopped; the study ends when it does: a trial is marked FAIL {2 * sweep.heartbeat} s after "
-                  "its last heartbeat", flush=True)
-        if sweep.workers == 1:
-            study.sampler = optuna.samplers.TPESampler(seed=worker_seed(sweep.seed, len(trials), 0), constant_liar=True)
-            storage.quiet_heartbeat()
-            work(sweep, study, storage, 0)
-        else:
-            _workers(sweep, len(trials))
-        summarize(study, storage.shown, sweep.root)
+    workers = Workers(sweep) if sweep.workers > 1 else None  # forked first: before anything is computed
+    try:
+        storage = Storage(sweep.storage, sweep.heartbeat)
+        check_space(sweep.space, sweep.root)
+        (sweep.root / "lightning_logs").mkdir(parents=True, exist_ok=True)
+        with storage.errors():
+            study = storage.open_study(sweep.study, None, first=True)
+            trials = study.get_trials(deepcopy=False)
+            ended = sum(t.state in ENDED for t in trials)
+            print(f"linlight sweep: study {sweep.study!r} in {storage.shown}: {ended} of {sweep.trials} trials "
+                  f"ended; {sweep.workers} worker process{'es' if sweep.workers > 1 else ''} here", flush=True)
+            if running := [str(t.number) for t in trials if t.state == TrialState.RUNNING]:
+                print(f"linlight sweep: trial {', '.join(running)} RUNNING, in another process or left by one that "
+                      f"stopped; the study ends when it does: a trial is marked FAIL {2 * sweep.heartbeat} s after "
+                      "its last heartbeat", flush=True)
+            if workers is None:
+                seed = worker_seed(sweep.seed, len(trials), 0)
+                study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+                storage.quiet_heartbeat()
+                work(sweep, study, storage, 0)
+            else:
+                workers.run(len(trials))
+            summarize(study, storage.shown, sweep.root)
+    finally:
+        if workers is not None:
+            workers.close()
 
 
 def worker_seed(seed: int | None, started: int, worker: int) -> int | None:
@@ -144,39 +148,80 @@ def worker_seed(seed: int | None, started: int, worker: int) -> int | None:
     return int(np.random.SeedSequence([seed, started, worker]).generate_state(1)[0])
 
 
-def _workers(sweep: Sweep, started: int) -> None:
-    """``--workers N``: N processes, each running trials of the study; returns when the study is done."""
-    context = multiprocessing.get_context("forkserver")
-    errors = context.SimpleQueue()
-    procs = [context.Process(target=_worker, args=(sweep, worker_seed(sweep.seed, started, i), i, errors),
-                             name=f"worker-{i}") for i in range(sweep.workers)]
-    for p in procs:
-        p.start()
-    try:
-        for p in procs:
-            p.join()
-    except KeyboardInterrupt:  # Ctrl-C reached the workers too: let them record their trials
-        for p in procs:
-            p.join()
-        raise
-    said: list[str] = []
-    while not errors.empty():
-        if (message := errors.get()) not in said:
-            said.append(message)
-    stopped = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
-    if said:  # the workers' own words: usually one fault they all met
-        raise LinlightError(f"{said[0]}{f' (and {len(said) - 1} other error(s))' if len(said) > 1 else ''}")
-    if stopped:
-        raise LinlightError(f"{', '.join(stopped)} stopped before the study ended; run the same command to finish it")
+def single_threaded() -> bool:
+    """Whether this process runs one Python thread, so that a fork copies no lock of Python's that another holds.
+    (Native threads are there already, e.g. OpenBLAS's from importing numpy; OpenBLAS handles a fork itself.)"""
+    return threading.active_count() == 1
 
 
-def _worker(sweep: Sweep, seed: int | None, index: int, errors: Any) -> None:
-    """One worker process: load the study, run trials; an error goes to the command's process, which says it."""
+class Workers:
+    """``--workers N``: N processes running trials of the study, started before this process computes anything.
+
+    They are forks of this process, made as soon as the command line is read: torch, Lightning and Optuna are
+    imported once, for all of them, and nothing has run yet that a fork could copy in a bad state (no thread of
+    Python's, no database connection, no torch computation), as with ``multiprocessing``'s fork server, which
+    imports and forks the same way. Where this process has threads already (``linlight.sweep.main`` called inside
+    another program) they come from a fork server instead (``start_fork_server``). They wait until this process
+    has checked the space and opened the study (``run``), or are let go (``close``).
+    """
+
+    def __init__(self, sweep: Sweep) -> None:
+        if single_threaded():
+            context = multiprocessing.get_context("fork")
+        else:
+            start_fork_server()
+            context = multiprocessing.get_context("forkserver")
+        self.errors = context.SimpleQueue()
+        self.go, self.started = context.Event(), context.Value("q", -1)
+        self.procs = [context.Process(target=_worker, args=(sweep, i, self.errors, self.go, self.started),
+                                      name=f"worker-{i}") for i in range(sweep.workers)]
+        for p in self.procs:
+            p.start()
+
+    def run(self, started: int) -> None:
+        """Let the workers go on a study that had ``started`` trials; return when they are done."""
+        self.started.value = started
+        self.go.set()
+        try:
+            for p in self.procs:
+                p.join()
+        except KeyboardInterrupt:  # Ctrl-C reached the workers too: let them record their trials
+            for p in self.procs:
+                p.join()
+            raise
+        said: list[str] = []
+        while not self.errors.empty():
+            if (message := self.errors.get()) not in said:
+                said.append(message)
+        stopped = [f"{p.name} (exit code {p.exitcode})" for p in self.procs if p.exitcode != 0]
+        if said:  # the workers' own words: usually one fault they all met
+            raise LinlightError(f"{said[0]}{f' (and {len(said) - 1} other error(s))' if len(said) > 1 else ''}")
+        if stopped:
+            raise LinlightError(f"{', '.join(stopped)} stopped before the study ended; run the same command to "
+                                "finish it")
+
+    def close(self) -> None:
+        """Workers never let go (the space or the storage was refused) end without doing anything."""
+        if not self.go.is_set():
+            self.go.set()  # with started still -1: stop
+        for p in self.procs:
+            p.join()
+
+
+def _worker(sweep: Sweep, index: int, errors: Any, go: Any, started: Any) -> None:
+    """One worker process: wait for the go, load the study, run trials; an error goes to the command's process,
+    which says it."""
+    parent = multiprocessing.parent_process()
+    while not go.wait(1):
+        if parent is not None and not parent.is_alive():
+            return
+    if started.value < 0:
+        return
     storage = Storage(sweep.storage, sweep.heartbeat)
     with user_errors():
         try:
             with quiet(), _interruptible(), storage.errors():
-                study = storage.open_study(sweep.study, seed, first=False)
+                study = storage.open_study(sweep.study, worker_seed(sweep.seed, started.value, index), first=False)
                 storage.quiet_heartbeat()
                 work(sweep, study, storage, index)
         except Exception as e:

@@ -129,13 +129,13 @@ class Objective:
         self.sweep, self.storage, self.worker = sweep, storage, worker
 
     def __call__(self, trial: optuna.Trial) -> float:
-        self.storage.lock.release()  # this trial exists now: other processes may count it and start theirs
-        values = {name: param.suggest(trial) for name, param in self.sweep.space.params.items()}
-        args = self.sweep.space.fit_args(values, self.sweep.root)
-        trial.set_user_attr("args", args)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("sweep", self.sweep.command)
         trial.set_user_attr("worker", self.worker)
+        self.storage.lock.release()  # this trial exists, and whose it is: others may count it and start theirs
+        values = {name: param.suggest(trial) for name, param in self.sweep.space.params.items()}
+        args = self.sweep.space.fit_args(values, self.sweep.root)
+        trial.set_user_attr("args", args)
         record, value = TrialRecord(trial), None
         try:
             TrialCLI([*args, *TRIAL_ONLY_ARGS], [record, Pruning(trial, self.sweep.prune_every, self.storage)])
