@@ -9,6 +9,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -186,24 +187,39 @@ def first_draw(seed: int) -> float:
     return study.ask().suggest_float("model.lr", LR["low"], LR["high"], log=LR["log"])
 
 
-def test_workers_with_a_seed_each_draw_from_a_seed_of_their_own_and_a_rerun_from_new_ones(tmp_path, capsys):
-    from linlight.sweep.command import worker_seed
+def test_workers_with_a_seed_each_draw_from_a_seed_of_their_own_and_a_rerun_from_new_ones(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """Also both ways workers start: forks of the command's process, and (in a process that runs another thread,
+    as a notebook or a service may) forks of a fork server."""
+    import linlight.sweep.command as command
 
+    servers, real = [], command.start_fork_server
+    monkeypatch.setattr(command, "start_fork_server", lambda: servers.append(real()))
     root = tmp_path / "runs"
     space = write_space(tmp_path / "workers.yaml", {"model.lr": LR}, {"trainer.max_epochs": 10})
-    for total in (4, 8):  # then continued: the rerun's workers draw anew
-        main(["--space", str(space), "--trials", str(total), "--workers", "2", "--seed", "7", "--root", str(root)])
+    other = threading.Event()
+    thread = threading.Thread(target=other.wait)
+    thread.start()
+    try:  # with a thread: from a fork server
+        main(["--space", str(space), "--trials", "4", "--workers", "2", "--seed", "7", "--root", str(root)])
+    finally:
+        other.set()
+        thread.join()
+    assert len(servers) == 1
+    # then continued, by forks of this process: the rerun's workers draw anew
+    main(["--space", str(space), "--trials", "8", "--workers", "2", "--seed", "7", "--root", str(root)])
+    assert len(servers) == 1
     capsys.readouterr()
     trials = load(root, "workers").trials
     assert len(trials) == 8 and all(t.state in ENDED for t in trials)
     assert len({t.params["model.lr"] for t in trials}) == 8  # no settings drawn twice
     commands = list(dict.fromkeys(t.user_attrs["sweep"] for t in trials))
     assert len(commands) == 2
-    for started, command in zip((0, 4), commands):
+    for started, name in zip((0, 4), commands):
         for worker in (0, 1):
-            mine = [t for t in trials if t.user_attrs["sweep"] == command and t.user_attrs["worker"] == worker]
+            mine = [t for t in trials if t.user_attrs["sweep"] == name and t.user_attrs["worker"] == worker]
             if mine:  # a worker's first trial is its seed's first draw
-                assert mine[0].params["model.lr"] == first_draw(worker_seed(7, started, worker))
+                assert mine[0].params["model.lr"] == first_draw(command.worker_seed(7, started, worker))
 
 
 BAD_SPACES = {
