@@ -74,6 +74,7 @@ def test_a_study_finds_a_faster_lr_and_its_best_trial_is_a_plain_fit(tmp_path, c
     first = out.splitlines()[header + 1].split()
     assert first[:3] == ["1", str(best.number), "COMPLETE"]  # ranked: the best trial first
     assert printed(out, "checkpoint: ") == best.user_attrs["checkpoint"]
+    assert printed(out, "history: ") == str(root / "lightning_logs" / "lr-history.png")  # git ignores lightning_logs
     with Image.open(printed(out, "history: ")) as png:
         assert png.format == "PNG" and min(png.size) > 100
 
@@ -299,6 +300,7 @@ def test_a_worker_killed_mid_trial_leaves_a_study_the_same_command_finishes(tmp_
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
+    assert f"trial {killed.number} RUNNING" in rerun.stdout  # the rerun says what it waits for
     trials = load(root, "killed").trials
     assert len(trials) == 3 and all(t.state in ENDED for t in trials)
     assert trials[killed.number].state == TrialState.FAIL

@@ -54,7 +54,7 @@ def sweep_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "linlight", "sweep", *args]
 
 
-def started_together(commands: list[list[str]], folder: Path) -> list[subprocess.Popen]:
+def started_together(commands: list[list[str]], folder: Path, envs: list[dict]) -> list[subprocess.Popen]:
     """Start ``linlight sweep`` processes that import everything, then wait for one signal to run: they open the
     storage in the same few milliseconds, as a job array's tasks do."""
     go = folder / "go"
@@ -63,8 +63,8 @@ def started_together(commands: list[list[str]], folder: Path) -> list[subprocess
             f"while not os.path.exists({str(go)!r}): time.sleep(0.001)\nmain()")
     ready = [folder / f"ready{i}" for i in range(len(commands))]
     procs = [subprocess.Popen([sys.executable, "-c", wait, *command[3:]], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env={**os.environ, "READY": str(flag)})
-             for command, flag in zip(commands, ready)]
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, **env, "READY": str(flag)})
+             for command, flag, env in zip(commands, ready, envs)]
     wait_for(lambda: all(flag.exists() for flag in ready), 300, "the processes' imports")
     go.touch()
     return procs
@@ -83,9 +83,10 @@ def study_of(url: str, name: str) -> optuna.Study:
 
 @pytest.mark.slow
 def test_processes_started_together_on_a_new_database_share_one_study_exactly(pg, tmp_path):
-    """Three commands (one with 2 workers) started at one moment on an empty database, each with its own --root:
-    the tables and the study are made once, exactly 6 trials run between them, none twice, every command prints
-    the whole study, and the best trial's printed command, run in another folder, reproduces it bit for bit."""
+    """Three commands (one with 2 workers, one given its password by PGPASSWORD instead of the URL) started at one
+    moment on an empty database, each with its own --root: the tables and the study are made once, exactly 6
+    trials run between them, none twice, every command prints the whole study, and the best trial's printed
+    command, run in another folder, reproduces it bit for bit."""
     server, database = pg
     scheme = readme_storage()
     url, shown = server.url(database, scheme), server.shown(database, scheme)
@@ -94,12 +95,16 @@ def test_processes_started_together_on_a_new_database_share_one_study_exactly(pg
     commands = [sweep_command("--space", str(space), "--trials", "6", "--storage", url, "--root", str(root))
                 for root in roots]
     commands[0] += ["--workers", "2"]
-    procs = started_together(commands, tmp_path)
+    commands[2][commands[2].index(url)] = url.replace(f":{server.password}@", "@")
+    envs = [{}, {}, {"PGPASSWORD": server.password}]
+    procs = started_together(commands, tmp_path, envs)
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
         assert server.password not in out + err
-        assert f"study 'together' in {shown}: 6 trials" in out  # each command shows the whole study
+        assert re.search(r"^study 'together' in [^ ]+: 6 trials", out, re.MULTILINE)  # each shows the whole study
+    assert f"study 'together' in {shown}: 6 trials" in outs[0][0]
+    assert f"study 'together' in {shown.replace(':***@', '@')}: 6 trials" in outs[2][0]
 
     trials = study_of(url, "together").trials
     assert sorted(t.number for t in trials) == list(range(6)) and all(t.state in ENDED for t in trials)
@@ -186,14 +191,16 @@ def test_a_server_restart_is_ridden_out_and_a_stopped_server_ends_each_process_i
     assert all(trials[t.number].state == TrialState.FAIL for t in left)  # the interrupted trials, marked FAIL
 
 
-def test_a_server_that_never_answers_is_an_error_within_the_connect_timeout(tmp_path, capsys):
-    """A port that accepts connections and never says a word: one line, in seconds, not a hang."""
+@pytest.mark.parametrize("query", ["", "?connect_timeout=2"])
+def test_a_server_that_never_answers_is_an_error_within_the_connect_timeout(query, tmp_path, capsys):
+    """A port that accepts connections and never says a word: one line, in seconds, not a hang; within the
+    URL's own connect_timeout where it sets one."""
     space = write_space(tmp_path / "silent.yaml", {"model.lr": LR}, {"trainer.max_epochs": 5})
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # the kernel completes connections; nobody reads or writes
         port = silent.getsockname()[1]
-        url = f"postgresql+psycopg://ll:pw-never-shown@127.0.0.1:{port}/db"
+        url = f"postgresql+psycopg://ll:pw-never-shown@127.0.0.1:{port}/db{query}"
         start = time.monotonic()
         with pytest.raises(SystemExit) as stop:
             main(["--space", str(space), "--storage", url, "--root", str(tmp_path)])
@@ -201,10 +208,13 @@ def test_a_server_that_never_answers_is_an_error_within_the_connect_timeout(tmp_
     out, err = capsys.readouterr()
     assert stop.value.code == 1
     assert err.splitlines()[-1].startswith(f"linlight: error: cannot open the storage postgresql+psycopg://ll:***@"
-                                           f"127.0.0.1:{port}/db: "), err
+                                           f"127.0.0.1:{port}/db{query}: "), err
     assert "timeout" in err.splitlines()[-1].lower(), err
     assert "pw-never-shown" not in out + err
-    assert took < 60, took  # the default connect timeout is 10 s; without one, libpq waits for minutes
+    if query:  # the URL's 2 s, not linlight's 10 (the check of the space comes first: a second or so)
+        assert took < 10, took
+    else:
+        assert took < 60, took  # the default connect timeout is 10 s; without one, libpq waits for minutes
 
 
 @pytest.mark.parametrize(("url", "package"), [
