@@ -115,6 +115,10 @@ def test_processes_started_together_on_a_new_database_share_one_study_exactly(pg
             assert int(number) not in reported
             reported[int(number)] = root
     assert sorted(reported) == list(range(6))
+    for root, (out, _) in zip(roots, outs):  # a command waits only for other commands' trials, and says which
+        for line in re.findall(r"^linlight sweep: waiting for .*$", out, re.MULTILINE):
+            waited = {int(n) for n in re.findall(r"(\d+) \(on ", line)}
+            assert waited and all(reported[n] != root for n in waited), line
     for number, root in reported.items():
         run = Path(trials[number].user_attrs["run_dir"])
         assert run.is_dir() and run.parent == root / "lightning_logs"
