@@ -9,8 +9,8 @@ between machines). One module per job:
 
 - ``command``: the command line, the header, the worker processes, the end (``main``);
 - ``space``: the search space file, checked before anything runs;
-- ``storage``: the study's database: its URL printed without the password, the driver, the connect timeout, the
-  study lock, an outage waited for within a bound, and its faults in one line;
+- ``storage``: the study's database: its URL printed without the password, the driver, the connect timeout, an
+  outage waited for within a bound; ``lock``: the study lock; ``faults``: its errors, said in one line;
 - ``trials``: one trial as a ``linlight fit`` run, and a worker's loop over the shared study;
 - ``results``: the line per trial, the ranked table, the best trial's command, the history plot.
 

@@ -5,23 +5,20 @@ to it so that many processes share it safely and its faults are said in one line
 - A driver that is not installed is named, with the package that provides it.
 - Connecting gives up after ``CONNECT_TIMEOUT`` seconds (unless the URL sets its own ``connect_timeout``): a
   server that does not answer is an error within seconds, not a hang.
-- The tables, the study and each new trial are created under one lock (``StudyLock``: an advisory lock on
-  PostgreSQL, ``GET_LOCK`` on MySQL/MariaDB, a ``flock`` beside a SQLite file), so processes started together on
-  a new database all join one study, and the study never gets more trials than asked for.
+- The tables, the study and each new trial are created under one lock (``linlight.sweep.lock``), so processes
+  started together on a new database all join one study, and the study never gets more trials than asked for.
 - Once the study is open, a server that goes away is waited for, up to ``--heartbeat`` seconds: every
-  connection is checked before use (SQLAlchemy's ``pool_pre_ping``) and a failed connect is retried. So a restart
-  (about a second) passes with two lines. The bound is the heartbeat because a trial whose heartbeat stops for
-  ``2 x --heartbeat`` seconds is marked FAIL by the other processes: a worker that waited longer could come back
-  to find its running trial failed. Past the bound the process gives up (``StorageLost``): one line naming the
-  storage and the database's own words, the trials it recorded kept; rerunning the command finishes the study.
-  A statement already sent when the server goes is not resent (it may have been carried out): that ends the
-  process the same way.
+  connection is checked before use (SQLAlchemy's ``pool_pre_ping``), a failed connect is retried, and a call
+  that a broken connection cut off is made again (``RidingStorage``). So a restart (well under a second) passes
+  with two lines. The bound is the heartbeat because a trial whose heartbeat stops for ``2 x --heartbeat``
+  seconds is marked FAIL by the other processes: a worker that waited longer could come back to find its running
+  trial failed. Past the bound the process gives up (``StorageLost``): one line naming the storage and the
+  database's own words, the trials it recorded kept; rerunning the command finishes the study.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import sys
 import threading
 import time
@@ -31,19 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Engine, create_engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from linlight.errors import ConfigError, LinlightError
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no lock between processes on a SQLite file
-    fcntl = None
+from linlight.sweep.faults import StorageError, StorageLost, cut_off, database_error, is_driver_error
+from linlight.sweep.lock import StudyLock
 
 CONNECT_TIMEOUT = 10  # seconds to establish a connection to a database server
-LOCK_WAIT = 60  # seconds a process waits for the study lock that another one holds
 # SQLAlchemy's name of a driver -> the package that installs it
 PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pg8000": "pg8000", "pymysql": "PyMySQL",
             "mysqldb": "mysqlclient", "mysqlconnector": "mysql-connector-python", "mariadbconnector": "mariadb",
@@ -51,10 +44,6 @@ PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pg8000
 # how each driver takes a connect timeout, in seconds
 TIMEOUT_ARGS = {"psycopg": "connect_timeout", "psycopg2": "connect_timeout", "pymysql": "connect_timeout",
                 "mysqldb": "connect_timeout", "pg8000": "timeout"}
-
-
-class StorageError(LinlightError):
-    """The study's database cannot be opened or was lost; the message names it with its password hidden."""
 
 
 def shown(url: str) -> str:
@@ -229,48 +218,6 @@ class Storage:
         threading.excepthook = hook
 
 
-class StorageLost(StorageError):
-    """The storage went away mid-sweep and did not come back within the bound."""
-
-
-def is_driver_error(error: BaseException) -> bool:
-    """An exception of the database driver itself (psycopg's, sqlite3's, ...), not one SQLAlchemy or Optuna made."""
-    return isinstance(error, Exception) and not isinstance(
-        error, (SQLAlchemyError, optuna.exceptions.OptunaError, LinlightError)) and \
-        type(error).__module__.split(".")[0] not in ("builtins", "sqlalchemy", "optuna")
-
-
-def database_error(error: BaseException) -> BaseException | None:
-    """The database failure under ``error`` (its causes and contexts followed), if there is one."""
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [error]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, (StorageLost, DBAPIError)):
-            return e
-        stack += [e.__context__, e.__cause__]
-    seen.clear()
-    stack = [error]
-    while stack:  # no driver error: an error SQLAlchemy or Optuna's storage raised itself
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, (SQLAlchemyError, optuna.exceptions.StorageInternalError)):
-            return e
-        stack += [e.__context__, e.__cause__]
-    return None
-
-
-def cut_off(error: BaseException) -> bool:
-    """Whether ``error`` comes from a connection that broke under a statement (the server stopped or went away)."""
-    found = database_error(error)
-    return isinstance(found, DBAPIError) and found.connection_invalidated
-
-
 class RidingStorage(optuna.storages.RDBStorage):
     """Optuna's ``RDBStorage``, whose calls that a broken connection cut off are made again once the storage is
     back (within its owner's window): the reads, and the writes that come out the same when made twice (an
@@ -326,91 +273,3 @@ REPEATED = ("get_study_id_from_name", "get_study_name_from_id", "get_study_direc
 for _name in REPEATED:
     if hasattr(optuna.storages.RDBStorage, _name):
         setattr(RidingStorage, _name, _again(_name))
-
-
-class StudyLock:
-    """One process at a time creates the tables and the study, or counts the study's trials and creates the next.
-
-    Optuna creates trials unconditionally, so two processes that both see one trial left would both start it, and
-    two that create a new database's tables at once collide (PostgreSQL: ``duplicate key value violates unique
-    constraint "pg_type_typname_nsp_index"``). The lock is the database's own where it has one, held on a
-    connection of its own: PostgreSQL's session advisory lock, MySQL's ``GET_LOCK``; it goes with the connection
-    if the process dies. A SQLite file, on one machine, gets an exclusive ``flock`` on ``<db>.lock``. Waiting for
-    it is bounded (``LOCK_WAIT``); it is held for milliseconds.
-    """
-
-    KEY = int.from_bytes(hashlib.sha256(b"linlight sweep").digest()[:8], "big", signed=True)
-    NAME = "linlight sweep"
-
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-        database = storage.parsed.database if storage.backend == "sqlite" else None
-        self.path = Path(f"{database}.lock") if fcntl and database and database != ":memory:" else None
-        self.server = storage.backend in ("postgresql", "mysql", "mariadb")
-        self._engine: Engine | None = None
-        self._held: Any = None
-
-    def acquire(self, *_: Any) -> None:
-        """Take the lock (waiting for it); also an Optuna callback, ``(study, trial)``."""
-        if self._held is not None:
-            return
-        if self.path is not None:
-            self._held = open(self.path, "a")  # noqa: SIM115 -- held across calls, closed in release()
-            fcntl.flock(self._held, fcntl.LOCK_EX)
-        elif self.server:
-            if self._engine is None:
-                self._engine = self.storage.engine()
-            while self._held is None:
-                try:
-                    self._held = self._take(self._engine.connect())
-                except SQLAlchemyError as e:
-                    if not (self.storage.riding and cut_off(e)):
-                        raise
-                    self.storage.failed(e)  # past the window: StorageLost
-
-    def _take(self, connection: Any) -> Any:
-        try:
-            return self._wait(connection)
-        except BaseException:
-            connection.close()
-            raise
-
-    def _wait(self, connection: Any) -> Any:
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            if self.storage.backend == "postgresql":
-                got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.KEY}).scalar()
-            else:
-                got = connection.execute(text("SELECT GET_LOCK(:name, 1)"), {"name": self.NAME}).scalar() == 1
-            connection.commit()
-            if got:
-                return connection
-            if time.monotonic() > deadline:
-                raise StorageError(f"another process has held the study lock of {self.storage.shown} for more "
-                                   f"than {LOCK_WAIT} s; if none is running, restart the database server")
-            time.sleep(0.02)
-
-    def release(self) -> None:
-        held, self._held = self._held, None
-        if held is None:
-            return
-        if self.path is not None:
-            held.close()  # closing the file releases the flock
-            return
-        try:
-            if self.storage.backend == "postgresql":
-                held.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.KEY})
-            else:
-                held.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.NAME})
-            held.commit()
-        except SQLAlchemyError:  # the connection is gone, and the lock with it
-            held.invalidate()
-        finally:
-            held.close()
-
-    def __enter__(self) -> StudyLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self.release()
