@@ -188,7 +188,7 @@ def test_a_server_restart_is_ridden_out_and_a_stopped_server_ends_each_process_i
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     if left:  # the header says the rerun will wait for them
-        assert f"trial {', '.join(str(t.number) for t in left)} RUNNING" in rerun.stdout
+        assert f"trial{'s' * (len(left) > 1)} {', '.join(str(t.number) for t in left)} RUNNING" in rerun.stdout
     total = len(trials) + 2
     trials = study_of(url, "outage").trials
     assert len(trials) == total and all(t.state in ENDED for t in trials)

@@ -124,9 +124,9 @@ def run(sweep: Sweep) -> None:
             print(f"linlight sweep: study {sweep.study!r} in {storage.shown}: {ended} of {sweep.trials} trials "
                   f"ended; {sweep.workers} worker process{'es' if sweep.workers > 1 else ''} here", flush=True)
             if running := [str(t.number) for t in trials if t.state == TrialState.RUNNING]:
-                print(f"linlight sweep: trial {', '.join(running)} RUNNING, in another process or left by one that "
-                      f"stopped; the study ends when it does: a trial is marked FAIL {2 * sweep.heartbeat} s after "
-                      "its last heartbeat", flush=True)
+                print(f"linlight sweep: trial{'s' * (len(running) > 1)} {', '.join(running)} RUNNING, in another "
+                      "process or left by one that stopped; the study ends when it does: a trial is marked FAIL "
+                      f"{2 * sweep.heartbeat} s after its last heartbeat", flush=True)
             if workers is None:
                 seed = worker_seed(sweep.seed, len(trials), 0)
                 study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
@@ -212,9 +212,12 @@ def _worker(sweep: Sweep, index: int, errors: Any, go: Any, started: Any) -> Non
     """One worker process: wait for the go, load the study, run trials; an error goes to the command's process,
     which says it."""
     parent = multiprocessing.parent_process()
-    while not go.wait(1):
-        if parent is not None and not parent.is_alive():
-            return
+    try:
+        while not go.wait(1):
+            if parent is not None and not parent.is_alive():
+                return
+    except KeyboardInterrupt:  # Ctrl-C while the command was starting: it says so
+        return
     if started.value < 0:
         return
     storage = Storage(sweep.storage, sweep.heartbeat)
