@@ -15,6 +15,7 @@ created and checked. A worker's error is handed to this process, which ends with
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import multiprocessing
 import os
@@ -35,7 +36,7 @@ from optuna.trial import TrialState
 from linlight.cli import user_errors
 from linlight.errors import LinlightError, Stopped
 from linlight.faults import user_error
-from linlight.sweep import start_fork_server
+from linlight.sweep import WORKER_MODULES, start_fork_server
 from linlight.sweep.results import summarize
 from linlight.sweep.space import check_space, load_space
 from linlight.sweep.storage import Storage, sqlite_url
@@ -167,6 +168,8 @@ class Workers:
 
     def __init__(self, sweep: Sweep) -> None:
         if single_threaded():
+            for name in WORKER_MODULES:  # what the first trial or the storage would import in each worker
+                importlib.import_module(name)
             context = multiprocessing.get_context("fork")
         else:
             start_fork_server()
