@@ -581,11 +581,8 @@ def user_errors() -> Iterator[None]:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``linlight`` command (see ``linlight/__main__.py``)."""
-    argv = sys.argv[1:] if args is None else args
-    if argv[:1] == ["sweep"]:  # many fits, not a Trainer method: LightningCLI cannot host it (see linlight/sweep.py)
-        from linlight.sweep import main as sweep
-        return sweep(argv[1:])
+    """Entry point of the ``linlight`` command's LightningCLI subcommands (``linlight sweep``: see
+    ``linlight/__main__.py``)."""
     with user_errors():
         LinlightCLI(args=args)
 

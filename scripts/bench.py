@@ -22,6 +22,9 @@ variants measured together, alternating, by their medians; never trust one time)
    another down to LitRegression, the module to copy (Lightning's self.log, automatic optimization); each row
    says in how many epochs its loss/train and loss/val equal the plain loop's (==). No goal: it says what the
    clean form costs.
+6. sweep: trials per minute of `linlight sweep --workers N` for N = 1, 2, 4, whole commands start to exit on a
+   new study (SQLite), every trial the same work (the exercise, 100 epochs, the learning rate searched, nothing
+   pruned). Goal: 2 workers >= 1.5x the trials per minute of 1 (on 2 cores).
 """
 
 from __future__ import annotations
@@ -375,6 +378,44 @@ def memory(step: float, batch: int | None, epochs: int) -> dict:
     return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def bench_sweep(trials: int, rounds: int) -> list[tuple[str, str, str]]:
+    """Trials per minute of whole ``linlight sweep`` commands with 1, 2 and 4 workers, alternated, by medians;
+    beside it, the rate while trials run (from the first trial's start to the last one's end, as the study
+    recorded them), which leaves out what a command does once: start-up, the check, the summary."""
+    import optuna
+
+    rates: dict[int, list[float]] = {1: [], 2: [], 4: []}
+    running: dict[int, list[float]] = {1: [], 2: [], 4: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        space = Path(tmp) / "bench.yaml"
+        space.write_text(f"config: {REPO / 'linlight' / 'configs' / 'exercise.yaml'}\n"
+                         "fixed: {trainer.max_epochs: 100, trainer.accelerator: cpu}\n"
+                         "space: {model.lr: {type: float, low: 1.0e-3, high: 0.5, log: true}}\n")
+        for r in range(rounds):
+            order = list(rates)
+            random.shuffle(order)
+            for workers in order:
+                root = Path(tmp) / f"r{r}w{workers}"
+                seconds = run_process([sys.executable, "-m", "linlight", "sweep", "--space", str(space), "--trials",
+                                       str(trials), "--workers", str(workers), "--prune-every", "1000", "--root",
+                                       str(root)], Path(tmp))
+                rates[workers].append(60 * trials / seconds)
+                study = optuna.load_study(study_name="bench", storage=f"sqlite:///{root}/lightning_logs/sweep.db")
+                span = (max(t.datetime_complete for t in study.trials) -
+                        min(t.datetime_start for t in study.trials)).total_seconds()
+                running[workers].append(60 * trials / span)
+    med = {workers: statistics.median(r) for workers, r in rates.items()}
+    steady = {workers: statistics.median(r) for workers, r in running.items()}
+    rows = []
+    for workers, rate in med.items():
+        ratio = rate / med[1]
+        note = goal(ratio >= 1.5, f">= 1.5x 1 worker ({ratio:.2f}x)") if workers == 2 else ""
+        rows.append((f"sweep, {trials} trials: {workers} worker{'s' if workers > 1 else ''}",
+                     f"{rate:6.1f} trials/min   {ratio:4.2f}x 1 worker   {steady[workers]:6.1f} trials/min while "
+                     f"trials run ({steady[workers] / steady[1]:4.2f}x)", note))
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------- main
 def goal(met: bool, text: str) -> str:
     return f"goal {text}: {'met' if met else 'NOT MET'}"
@@ -460,7 +501,8 @@ def bench_memory(step: float) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny settings: a minute, not ten")
-    parser.add_argument("--only", default="reference,costs,scale,memory,module", help="comma-separated parts to run")
+    parser.add_argument("--only", default="reference,costs,scale,memory,module,sweep",
+                        help="comma-separated parts to run")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -493,6 +535,8 @@ def main() -> None:
         rows += bench_memory(1e-5 if quick else 1e-8)
     if "module" in parts:
         rows += bench_module(1 if quick else args.repeats, 20 if quick else 1000)
+    if "sweep" in parts:
+        rows += bench_sweep(4 if quick else 24, 1 if quick else args.repeats)
     import torch
 
     width = max(len(name) for name, _, _ in rows)

@@ -24,11 +24,12 @@ def test_bench_quick_runs_every_variant():
                 "batch 1024: dataloader", "batch 65536: raw", "batch 65536: bare", "batch 65536: linlight",
                 "batch 65536: linlight K=16", "memory: reference run peak", "points, one epoch, peak",
                 "(bare Trainer): LitLinearRegression", "module: - EpochLogging (Lightning's self.log)",
-                "module: - StepsPerExecution", "module: - LearningRateOnResume: LitRegression"]
+                "module: - StepsPerExecution", "module: - LearningRateOnResume: LitRegression",
+                "sweep, 4 trials: 1 worker", "sweep, 4 trials: 2 workers", "sweep, 4 trials: 4 workers"]
     names = [re.split(r"\s{2,}", row.strip())[0] for row in rows]
     for name in expected:
         assert sum(n.endswith(name) for n in names) == 1, f"row {name!r}: {names}"
     for row in rows:
-        assert re.search(r"[+-]?\d+\.\d+ (s|s/epoch|MB)\b", row), row
+        assert re.search(r"[+-]?\d+\.\d+ (s|s/epoch|MB|trials/min)\b", row), row
     goals = [row for row in rows if "goal" in row]
-    assert len(goals) == 6 and all(row.endswith(("met", "NOT MET")) for row in goals)
+    assert len(goals) == 7 and all(row.endswith(("met", "NOT MET")) for row in goals)

@@ -6,8 +6,10 @@ import math
 import os
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,7 +35,7 @@ def write_space(path: Path, space: dict, fixed: dict | None = None) -> Path:
 
 
 def sweep_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "linlight.cli", "sweep", *args]
+    return [sys.executable, "-m", "linlight", "sweep", *args]
 
 
 def load(root: Path, name: str) -> optuna.Study:
@@ -72,6 +74,7 @@ def test_a_study_finds_a_faster_lr_and_its_best_trial_is_a_plain_fit(tmp_path, c
     first = out.splitlines()[header + 1].split()
     assert first[:3] == ["1", str(best.number), "COMPLETE"]  # ranked: the best trial first
     assert printed(out, "checkpoint: ") == best.user_attrs["checkpoint"]
+    assert printed(out, "history: ") == str(root / "lightning_logs" / "lr-history.png")  # git ignores lightning_logs
     with Image.open(printed(out, "history: ")) as png:
         assert png.format == "PNG" and min(png.size) > 100
 
@@ -139,6 +142,87 @@ def test_the_shipped_space_runs_the_exercise(tmp_path, capsys):
     assert "reproduce: " in capsys.readouterr().out
 
 
+def test_the_pruner_stops_trials_behind_the_median_at_the_epochs_they_report(tmp_path, capsys):
+    """Optuna's median rule, checked from its definition: a trial is pruned at a reporting epoch when its best
+    loss/val so far is above the median of the COMPLETE trials' loss/val at that epoch; what it reported is the
+    plain loop's, and its run folder ends there."""
+    epochs, every = 40, 10
+    lr = {"type": "float", "low": 1e-4, "high": 0.5, "log": True}
+    space = write_space(tmp_path / "pruned.yaml", {"model.lr": lr}, {"trainer.max_epochs": epochs})
+    main(["--space", str(space), "--trials", "12", "--seed", "3", "--prune-every", str(every), "--root", str(tmp_path)])
+    capsys.readouterr()
+    trials = load(tmp_path, "pruned").trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    for t in trials:
+        truth = plain_loop(lr=t.params["model.lr"], epochs=epochs).test_losses
+        steps = sorted(t.intermediate_values)
+        assert steps == list(range(every - 1, (t.last_step or 0) + 1, every))  # every 10th epoch, from the 10th
+        assert [t.intermediate_values[s] for s in steps] == [truth[s] for s in steps]
+        logged = scalars(Path(t.user_attrs["run_dir"]))["loss/val"]
+        if t.state == TrialState.COMPLETE:
+            assert t.value == truth[-1] and t.user_attrs["epochs"] == epochs and steps[-1] == epochs - 1
+            continue
+        step = t.last_step
+        assert step < epochs - 1 and logged[-1][0] == step and t.user_attrs["epochs"] == step + 1  # stopped there
+        before = [u.intermediate_values[step] for u in trials if u.state == TrialState.COMPLETE and u.number < t.number]
+        assert len(before) >= 5 and min(t.intermediate_values.values()) > statistics.median(before)
+
+
+def test_a_trial_that_runs_every_epoch_is_complete_even_at_a_pruning_epoch(tmp_path, capsys):
+    """max_epochs equal to --prune-every: each trial's only report is at its last epoch, which is never pruned."""
+    space = write_space(tmp_path / "last.yaml", {"model.lr": LR}, {"trainer.max_epochs": 10})
+    main(["--space", str(space), "--trials", "10", "--seed", "3", "--prune-every", "10", "--root", str(tmp_path)])
+    out = capsys.readouterr().out
+    trials = load(tmp_path, "last").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 10
+    assert all(t.intermediate_values == {9: t.value} for t in trials)  # reported for the others to compare with
+    ranks = [line.split()[0] for line in out.splitlines()[out.splitlines().index(next(
+        line for line in out.splitlines() if line.startswith("rank"))) + 1:][:10]]
+    assert ranks == [str(i) for i in range(1, 11)]  # all ranked
+
+
+def first_draw(seed: int) -> float:
+    """The first model.lr a TPE sampler with this seed suggests (its first trials are random draws)."""
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True))
+    return study.ask().suggest_float("model.lr", LR["low"], LR["high"], log=LR["log"])
+
+
+def test_workers_with_a_seed_each_draw_from_a_seed_of_their_own_and_a_rerun_from_new_ones(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """Also both ways workers start: forks of the command's process, and (in a process that runs another thread,
+    as a notebook or a service may) forks of a fork server."""
+    import linlight.sweep.command as command
+
+    servers, real = [], command.start_fork_server
+    monkeypatch.setattr(command, "start_fork_server", lambda: servers.append(real()))
+    root = tmp_path / "runs"
+    space = write_space(tmp_path / "workers.yaml", {"model.lr": LR}, {"trainer.max_epochs": 10})
+    other = threading.Event()
+    thread = threading.Thread(target=other.wait)
+    thread.start()
+    try:  # with a thread: from a fork server
+        main(["--space", str(space), "--trials", "4", "--workers", "2", "--seed", "7", "--root", str(root)])
+    finally:
+        other.set()
+        thread.join()
+    assert len(servers) == 1
+    # then continued, by forks of this process: the rerun's workers draw anew
+    main(["--space", str(space), "--trials", "8", "--workers", "2", "--seed", "7", "--root", str(root)])
+    assert len(servers) == 1
+    capsys.readouterr()
+    trials = load(root, "workers").trials
+    assert len(trials) == 8 and all(t.state in ENDED for t in trials)
+    assert len({t.params["model.lr"] for t in trials}) == 8  # no settings drawn twice
+    commands = list(dict.fromkeys(t.user_attrs["sweep"] for t in trials))
+    assert len(commands) == 2
+    for started, name in zip((0, 4), commands):
+        for worker in (0, 1):
+            mine = [t for t in trials if t.user_attrs["sweep"] == name and t.user_attrs["worker"] == worker]
+            if mine:  # a worker's first trial is its seed's first draw
+                assert mine[0].params["model.lr"] == first_draw(command.worker_seed(7, started, worker))
+
+
 BAD_SPACES = {
     "unknown type": ("model.lr: {type: uniform, low: 0.001, high: 1.0}", "unknown type 'uniform'"),
     "low above high": ("model.lr: {type: float, low: 1.0, high: 0.1}", "low (1.0) must be below high (0.1)"),
@@ -165,7 +249,7 @@ def test_bad_space_files_are_refused_before_anything_runs(name, tmp_path, capsys
 def test_without_optuna_the_error_says_what_to_install(tmp_path):
     """As a user sees it: one line, no traceback (the space file errors are tested in-process above)."""
     (tmp_path / "space.yaml").write_text("space:\n  model.lr: {type: float, low: 0.001, high: 0.1}\n")
-    no_optuna = "import sys; sys.modules['optuna'] = None; from linlight.cli import main; main()"
+    no_optuna = "import sys; sys.modules['optuna'] = None; from linlight.__main__ import main; main()"
     proc = subprocess.run([sys.executable, "-c", no_optuna, "sweep", "--space", "space.yaml"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -216,6 +300,7 @@ def test_a_worker_killed_mid_trial_leaves_a_study_the_same_command_finishes(tmp_
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
+    assert f"trial {killed.number} RUNNING" in rerun.stdout  # the rerun says what it waits for
     trials = load(root, "killed").trials
     assert len(trials) == 3 and all(t.state in ENDED for t in trials)
     assert trials[killed.number].state == TrialState.FAIL
