@@ -80,6 +80,11 @@ CHECKPOINT_DEFAULTS = {
 class LinlightParser(LightningArgumentParser):
     """LightningCLI's parser, ending a bad command line or config with one short error line."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # no abbreviations in the subcommands' parsers too: jsonargparse < 4.53 gives them only to the main parser
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse is trying alternatives: let it
             super().error(message, ex)
