@@ -36,7 +36,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from linlight import ddp
+from linlight import configs, ddp
 from linlight.board import RunLogger
 from linlight.callbacks import EpochProgressBar, GracefulStop, PredictionWriter, RunCheckpoint
 from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
@@ -161,6 +161,10 @@ class LinlightCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then, given a checkpoint, parse again with the checkpoint's settings as the defaults."""
+        if args is None:  # `--config model0`: a config shipped in the package, from any folder (linlight.configs)
+            sys.argv[1:] = configs.resolve_args(sys.argv[1:])  # (DDP ranks re-run sys.argv: they get the path too)
+        elif isinstance(args, list):
+            args = configs.resolve_args(args)
         if isinstance(args, list) or args is None:
             check_config_files(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)

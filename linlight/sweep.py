@@ -69,6 +69,7 @@ from typing import Any, NoReturn
 import lightning.pytorch as pl
 import yaml
 
+from linlight import configs
 from linlight.cli import LinlightCLI, user_errors
 from linlight.errors import ConfigError, DivergedError, LinlightError, Stopped
 from linlight.summary import linlight_fit, shell
@@ -542,7 +543,8 @@ def parse_args(argv: list[str]) -> Sweep:
     parser = _Parser(prog="linlight sweep", description="Search linlight settings with Optuna: each trial is a "
                      "`linlight fit` run in its own lightning_logs/version_N folder.",
                      epilog="space file: see linlight/configs/sweep.yaml and the docstring of linlight/sweep.py")
-    parser.add_argument("--space", type=Path, required=True, help="the search space, a YAML file")
+    parser.add_argument("--space", required=True,
+                        help="the search space, a YAML file, or a shipped one by name: sweep (linlight.configs)")
     parser.add_argument("--trials", type=int, default=20,
                         help="trials of the study in all, whichever processes run them (default: 20)")
     parser.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default: 1)")
@@ -563,9 +565,10 @@ def parse_args(argv: list[str]) -> Sweep:
     for name in ("trials", "workers", "heartbeat", "prune_every"):
         if getattr(a, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
+    space = Path(configs.resolve(a.space, "search space"))
     root = a.root.resolve()
     storage = a.storage or f"sqlite:///{root / 'lightning_logs' / 'sweep.db'}"
-    return Sweep(load_space(a.space), root, storage, a.study or a.space.stem, a.trials, a.workers, a.seed, a.heartbeat,
+    return Sweep(load_space(space), root, storage, a.study or space.stem, a.trials, a.workers, a.seed, a.heartbeat,
                  a.prune_every)
 
 
