@@ -1,19 +1,21 @@
-"""The training script: the tutorial's whole workflow, end to end, on the reference experiment.
+"""The tutorial's whole workflow ("all together"), end to end, on the reference experiment.
 
-    python scripts/train.py                               # V2, 1000 epochs: fit, test, plots, export
-    python scripts/train.py --config linlight/configs/exercise.yaml
-    python scripts/train.py --ckpt_path last              # continue the newest run, then test and export
-    python scripts/train.py --data.csv points.csv         # your own x,y points instead of the generated line
+    python -m linlight.train                              # V2, 1000 epochs: fit, test, plots, export
+    python -m linlight.train --config exercise            # a shipped config by name (linlight.configs)
+    python -m linlight.train --ckpt_path last             # continue the newest run, then test and export
+    python -m linlight.train --data.csv points.csv        # your own x,y points instead of the generated line
 
 It takes the same options as ``linlight fit``, then tests the trained model, draws the tutorial's plots
 (``predictions.png``, ``loss_curves.png``, and TensorBoard images), exports ``model.pth`` (the plain
-state_dict) and, with ``pip install 'linlight[export]'``, ``model.onnx``, and prints a summary.
+state_dict) and, with ``pip install 'linlight[export]'``, ``model.onnx``, and prints a summary. It is part of
+the package, so an installed linlight runs it from any folder; ``scripts/train.py`` in a clone runs the same.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -23,13 +25,19 @@ from linlight.export import export_onnx, export_state_dict, load_model, onnx_pre
 from linlight.summary import fit_summary
 
 
-def main() -> None:
+def main(program: Sequence[str] | None = None) -> None:
+    """Fit, test, plot, export and summarize, with ``linlight fit``'s options from the command line.
+
+    Args:
+        program: the words that start this workflow again in a new shell, printed in the commands that
+            continue the run; ``python -m linlight.train`` (this Python by its full path) by default.
+    """
     # The options are `linlight fit`'s, read from the command line as LightningCLI reads it (given as `args` as
-    # well, it warns); a DDP rank re-runs this script with this command line, "fit" included.
+    # well, it warns); a DDP rank re-runs this program (script or `-m` module) with this command line, "fit" included.
     if sys.argv[1:2] != ["fit"]:
         sys.argv.insert(1, "fit")
     with user_errors():
-        program = [sys.executable, str(Path(__file__).resolve())]
+        program = list(program or [sys.executable, "-m", "linlight.train"])
         cli = LinlightCLI(program=program, plots=True, summary=False)
         trainer, model, data = cli.trainer, cli.model, cli.datamodule
         # every process: DDP syncs the test metrics, and log_dir is a broadcast
