@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from linlight.errors import ConfigError
+from linlight.errors import UsageError
 
 FOLDER = Path(__file__).resolve().parent
 NAME = re.compile(r"[\w.-]+")  # a bare file name: no folder, no YAML or JSON syntax
@@ -32,7 +32,7 @@ def resolve(value: str, what: str = "config") -> str:
         return value
     path = FOLDER / (value if value.endswith((".yaml", ".yml")) else f"{value}.yaml")
     if not path.is_file():
-        raise ConfigError(f"{what} {value}: no such file here ({Path.cwd()}), and linlight ships no config of that "
+        raise UsageError(f"{what} {value}: no such file here ({Path.cwd()}), and linlight ships no config of that "
                           f"name (shipped: {', '.join(shipped())}; a file elsewhere: give its path)")
     return str(path)
 
