@@ -62,6 +62,22 @@ def test_the_shipped_search_space_by_name(tmp_path):
     assert sweep.space.configs == (str(CONFIGS / "exercise.yaml"),)  # its own config, found beside it
 
 
+EXTRAS = ("onnx", "onnxruntime", "onnxscript", "optuna", "optuna_integration")  # export and sweep
+
+
+def test_without_the_extras_the_workflow_trains_tests_plots_and_saves_the_state_dict(tmp_path):
+    """`pip install linlight` alone: the extras' packages cannot be imported, and the all-together workflow still
+    runs, leaving out model.onnx and saying how to get it."""
+    block = "; ".join(f"sys.modules[{name!r}] = None" for name in EXTRAS)  # `import onnx` raises ImportError
+    code = (f"import sys; {block}; sys.argv = ['linlight.train', '--trainer.max_epochs', '5', *{FAST!r}]; "
+            "from linlight.train import main; main()")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "onnx         not exported (pip install linlight[export])" in proc.stdout
+    made = {p.name for p in run_dir(tmp_path).iterdir()}
+    assert {"model.pth", "predictions.png", "loss_curves.png"} <= made and "model.onnx" not in made
+
+
 # the wheel, installed elsewhere ----------------------------------------------------------------------------
 
 def run(command: list, cwd: Path, timeout: float = 600) -> str:
