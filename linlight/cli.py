@@ -19,10 +19,12 @@ ends with one clear line; ``fit`` ends with a summary of where everything is and
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -35,6 +37,7 @@ from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from linlight import configs, ddp
 from linlight.board import RunLogger
@@ -56,9 +59,10 @@ from linlight.runs import (
     run_of,
     runs_dir,
 )
+from linlight.settings import check_trainer, parse_error, setting_error
 from linlight.stopping import RunEarlyStopping
 from linlight.summary import fit_summary, linlight_fit
-from linlight.tuning import LinlightTrainer, fit_arguments, lr_find_summary
+from linlight.tuning import LinlightTrainer, command_option, fit_arguments, lr_find_summary
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict", "lr_find")
 SAME_RESULTS = {"steps_per_execution"}  # data settings that change how, not what, is computed: free on a resume
@@ -89,7 +93,7 @@ class LinlightParser(LightningArgumentParser):
         if not self.exit_on_error:  # jsonargparse is trying alternatives: let it
             super().error(message, ex)
         command = self.prog.replace(" [options]", "")  # "linlight fit" in a subcommand's parser
-        sys.stderr.write(f"linlight: error: {' '.join(message.split())} (see: {command} --help)\n")
+        sys.stderr.write(f"linlight: error: {parse_error(message, self._actions)} (see: {command} --help)\n")
         sys.exit(2)
 
 
@@ -123,6 +127,15 @@ class LinlightCLI(LightningCLI):
         self.run_version: int | None = None
         self.next_epoch: int | None = None
         self.data_differs: dict[str, tuple[Any, Any]] = {}
+        self.claimed: tuple[Path, bool] | None = None  # a run folder this command made, and if it made its parent
+        self._building_trainer = False
+        try:
+            self._init(args, run)
+        except BaseException:
+            self._discard_untrained_run()
+            raise
+
+    def _init(self, args: list[str] | None, run: bool) -> None:
         super().__init__(
             LitLinearRegression,
             LineDataModule,
@@ -196,7 +209,7 @@ class LinlightCLI(LightningCLI):
         run = run_of(path)
         if run is not None and Path(config.trainer.default_root_dir or os.getcwd()).resolve() == run[0]:
             self.run_version = run[1]
-        print(f"linlight: using checkpoint {path}", file=sys.stderr)
+        print(f"linlight: using checkpoint {path.resolve()}", file=sys.stderr)
 
     @staticmethod
     def _checkpoint_defaults(subcommand: str, path: Path, checkpoint: dict, own_callbacks: bool) -> dict[str, Any]:
@@ -242,7 +255,63 @@ class LinlightCLI(LightningCLI):
         """Done in ``parse_arguments``: Lightning's version would override explicit settings with the checkpoint's
         hyperparameters (``--model.lr`` on a resume), and load the file without linlight's checks."""
 
+    def before_instantiate_classes(self) -> None:
+        """Refuse the Trainer settings Lightning takes and trips over only later, before any run folder exists."""
+        if self.subcommand is not None:
+            check_trainer(self.config[self.subcommand].trainer.as_dict())
+
+    def _discard_untrained_run(self) -> None:
+        """A command that failed before its first epoch was complete leaves no run folder behind (TensorBoard
+        and HPARAMS would show it as a run, and it has no checkpoint to resume)."""
+        if self.claimed is None:
+            return
+        folder, made_parent = self.claimed
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.current_epoch > (self.next_epoch or 0):
+            return  # it trained: its curves and checkpoints stay
+        lock = getattr(self, "run_lock", None)
+        if lock is not None:
+            lock.release()
+        shutil.rmtree(folder, ignore_errors=True)
+        if made_parent:
+            with contextlib.suppress(OSError):
+                folder.parent.rmdir()  # only if empty
+        self.claimed = None
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (MisconfigurationException, ValueError, TypeError, ImportError) as e:  # (ImportError: a setting
+            # that needs a package that is not installed, e.g. --trainer.precision transformer-engine)
+            group = "trainer" if self._building_trainer else _group_of(e)
+            if isinstance(e, LinlightError) or group is None:
+                raise
+            raise self._setting_error(group, e) from None
+
+    def _setting_error(self, group: str, error: Exception) -> ConfigError:
+        """Lightning's refusal of a setting, in one line naming it (``linlight.settings``)."""
+        config = self.config[self.subcommand][group]
+        defaults = self._parser(self.subcommand).get_defaults()[group]
+        built = self._get(self.config_init, group) if group == "trainer" else config
+        keys = [k for k in vars(config) if k not in ("callbacks", "logger", "plugins")
+                and config.get(k) != defaults.get(k)]
+        given = {k: built.get(k) for k in keys}
+        shown = {k: command_option(config.get(k)) for k in keys}
+
+        def build(setting: dict[str, Any]) -> Trainer:  # a Trainer that writes nothing, but for this setting
+            quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+                     "enable_model_summary": False}
+            return Trainer(**{**quiet, **setting})
+
+        return setting_error(error, group, given, shown, build if group == "trainer" else None)
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        self._building_trainer = True
+        trainer = self._instantiate_trainer_with(**kwargs)
+        self._building_trainer = False
+        return trainer
+
+    def _instantiate_trainer_with(self, **kwargs: Any) -> Trainer:
         config = self._get(self.config_init, "trainer")
         callbacks = list(config.get("callbacks") or [])
         if self.subcommand == "fit":
@@ -273,9 +342,9 @@ class LinlightCLI(LightningCLI):
         ``validate`` writes nothing (the run's ``val/*`` curves hold those values already), ``predict`` neither;
         ``test`` writes into the tested run, unless it runs on other data or on a checkpoint of no run.
         """
-        if self.subcommand in ("validate", "predict"):
-            return False
-        root = config.get("default_root_dir") or os.getcwd()
+        if self.subcommand in ("validate", "predict") or config.get("fast_dev_run"):
+            return False  # (fast_dev_run: Lightning replaces any logger with a dummy, and saves nothing)
+        root = Path(config.get("default_root_dir") or os.getcwd()).resolve()  # every path derived is absolute
         version = self.run_version
         if self.subcommand == "test" and (version is None or self.data_differs):
             return False
@@ -283,7 +352,9 @@ class LinlightCLI(LightningCLI):
             if not is_primary_process():  # a DDP worker: the launching process chose the folder
                 version = int(os.environ[VERSION_ENV]) if VERSION_ENV in os.environ else None
             elif self.subcommand in ("fit", "lr_find"):  # lr_find: a run folder of its own (linlight/tuning.py)
+                made_parent = not runs_dir(root).is_dir()
                 version = claim_version(root)
+                self.claimed = (runs_dir(root) / f"version_{version}", made_parent)
         if version is not None and is_primary_process():
             os.environ[VERSION_ENV] = str(version)
             if self.subcommand == "fit":  # one writer per run: fail now if another process trains it
@@ -304,8 +375,20 @@ class LinlightCLI(LightningCLI):
     def after_lr_find(self) -> None:
         if self.trainer.is_global_zero:
             config, defaults = self.config["lr_find"], self._parser("lr_find").get_defaults()
-            args = fit_arguments(config, defaults, csv=self.datamodule.hparams.get("csv"))
+            root = Path(self.trainer.log_dir).resolve().parents[1]  # <root>/lightning_logs/version_N
+            args = fit_arguments(config, defaults, root, csv=self.datamodule.hparams.get("csv"))
             print("\n".join(["", *lr_find_summary(self.trainer, linlight_fit(), args)]))
+
+
+def _group_of(error: BaseException) -> str | None:
+    """The settings group whose class raised ``error`` while being built (the innermost one in its traceback)."""
+    groups = {RunCheckpoint: "checkpoint", RunEarlyStopping: "early_stopping", PredictionWriter: "predictions"}
+    found, tb = None, error.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        found = next((g for cls, g in groups.items() if isinstance(owner, cls)), found)
+        tb = tb.tb_next
+    return found
 
 
 class _NoAdvert(logging.Filter):
@@ -313,11 +396,23 @@ class _NoAdvert(logging.Filter):
         return "litlogger" not in record.getMessage()
 
 
+class _NoSeedLine(logging.Filter):
+    """LightningCLI seeds before it reads a single setting's value, and says so: "Seed set to 42" then came
+    before every error; the seed is in the run's config.yaml (``seed_everything``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Seed set to" not in record.getMessage()  # (on other ranks: "[rank: 1] Seed set to 42")
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn linlight's user-facing errors into one line on stderr and a non-zero exit, without a traceback."""
     # Lightning advertises a cloud logger on every run; it is not advice about this run.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdvert())
+    for name, quiet in (("lightning.pytorch.utilities.rank_zero", _NoAdvert), ("lightning.fabric.utilities.seed",
+                                                                              _NoSeedLine)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, quiet) for f in logger.filters):  # once per process, however many commands
+            logger.addFilter(quiet())
     # Lightning 2.6 calls a torch API that torch 2.13 deprecates; nothing a user can change.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
     try:

@@ -130,7 +130,10 @@ class LitLinearRegression(pl.LightningModule):
 
     def on_train_start(self) -> None:
         # A resumed fit restores the optimizer's state, learning rate included, after configure_optimizers;
-        # the lr this run was started with (``--model.lr``) is the one to train with.
+        # the lr this run was started with (``--model.lr``) is the one to train with. (Only then: lr_find's
+        # search sets its own rates, from its first step on.)
+        if self.trainer.ckpt_path is None:
+            return
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = self.hparams.lr

@@ -140,7 +140,9 @@ def loss_figure(run_dir: Path, **style) -> Figure:
     """The loss curves of a run folder, from its TensorBoard events, one point every few epochs.
 
     Plotting every epoch of a long run draws a solid band where the loss alternates between two values at
-    its plateau; sampling at a fixed, even stride draws the line the tutorial shows.
+    its plateau; sampling at a fixed, even stride draws the line the tutorial shows. The stride is counted
+    back from the last epoch, so the curves end at the losses the run ended with (those the summary prints),
+    on whichever of the two values the plateau ended.
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -156,8 +158,9 @@ def loss_figure(run_dir: Path, **style) -> Figure:
         reader_log.setLevel(level)
     train, val = (events.Scalars(tag) for tag in ("loss/train", "loss/val"))
     every = sample_every(len(train))
+    last = train[-1].step if train else 0
     if len(val) == len(train):  # validated every epoch: the same points as the train curve
-        val = [e for e in val if e.step % every == 0]
-    train = [e for e in train if e.step % every == 0]
+        val = [e for e in val if (last - e.step) % every == 0]
+    train = [e for e in train if (last - e.step) % every == 0]
     return plot_loss_curves([e.step for e in train], [e.value for e in train], [e.value for e in val],
                             [e.step for e in val], **style)

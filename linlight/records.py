@@ -14,6 +14,7 @@ Checkpoints carry the versions they were saved with (``linlight_versions``, besi
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import platform
 import re
@@ -39,7 +40,14 @@ NOT_SETTINGS = {"ckpt_path", "config", "trainer.default_root_dir"}  # how a segm
 
 
 def software_versions() -> dict[str, str]:
-    """The versions a run trains with."""
+    """The versions a run trains with (a copy: every checkpoint carries them)."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    # Read once per process: importlib.metadata scans the installed packages (about 3 ms), and every checkpoint
+    # saved, or held in memory (a best with early stopping, at each improvement), asks again.
     try:
         from importlib.metadata import version
 
@@ -136,14 +144,16 @@ def _run_dir(trainer: Trainer) -> Path:
 class RunRecord(SaveConfigCallback):
     """Saves each fit segment's config as its own file, lists the segments, stamps and checks versions.
 
-    Lightning's ``SaveConfigCallback`` writes one ``config.yaml`` (a resume overwrites it or refuses);
-    this one picks the segment's file name on rank 0 and writes it atomically (``save_config``, the
-    documented hook; ``save_to_log_dir=False`` turns off the parent's own write).
+    Lightning's ``SaveConfigCallback`` writes one ``config.yaml`` when the fit is set up (a resume overwrites
+    it or refuses); this one writes the segment's own file atomically, on rank 0, with its entry in
+    ``segments.yaml``, when training starts: a fit that fails before that, or a resume with nothing left to
+    train (it never starts), records no segment. (``save_config`` is the documented hook; ``save_to_log_dir=
+    False`` turns off the parent's own write.)
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{**kwargs, "save_to_log_dir": False})
-        self._config_name: str | None = None
+        self._record = False
         self._ckpt_versions: dict[str, str] | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -151,14 +161,7 @@ class RunRecord(SaveConfigCallback):
             super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        run_dir = _run_dir(trainer)
-        self._config_name = next_config_name(run_dir)
-        path = run_dir / self._config_name
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomically(path, self.parser.dump(self.config, skip_none=False))
-        except OSError as e:
-            raise WriteFailed("write the run's config", path, e) from None
+        self._record = not trainer.fast_dev_run  # written when training starts; fast_dev_run writes nothing
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint[VERSIONS_KEY] = software_versions()
@@ -176,12 +179,19 @@ class RunRecord(SaveConfigCallback):
                   "uninterrupted one bit for bit", file=sys.stderr)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero or self._config_name is None:
+        if not trainer.is_global_zero or not self._record:
             return
         run_dir = _run_dir(trainer)
+        name = next_config_name(run_dir)
+        path = run_dir / name
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomically(path, self.parser.dump(self.config, skip_none=False))
+        except OSError as e:
+            raise WriteFailed("write the run's config", path, e) from None
         segments = read_segments(run_dir)
         segments.append({
-            "segment": len(segments), "config": self._config_name, "start_epoch": trainer.current_epoch,
+            "segment": len(segments), "config": name, "start_epoch": trainer.current_epoch,
             "ckpt_path": str(trainer.ckpt_path) if trainer.ckpt_path else None,
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "host": socket.gethostname(), "pid": os.getpid(), "versions": software_versions(),

@@ -53,7 +53,8 @@ def claim_version(root: str | Path) -> int:
             f"cannot write to {d}: permission denied; choose another --trainer.default_root_dir"
         ) from None
     except OSError as e:
-        raise ConfigError(f"cannot create run folder under {d}: {e.strerror}") from None
+        raise ConfigError(f"cannot create run folder under {d}: {e.strerror}; choose another "
+                          "--trainer.default_root_dir") from None
 
 
 def find_checkpoint(root: str | Path, which: str, subcommand: str = "fit") -> Path:

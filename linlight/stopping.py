@@ -44,6 +44,7 @@ class RunEarlyStopping(EarlyStopping):
         super().__init__(monitor="loss/val", mode="min", patience=patience or 0, min_delta=min_delta)
         self.enabled = patience is not None
         self.delta = min_delta  # Lightning keeps it negated for mode "min"
+        self.improved_at: int | None = None  # the epoch of the latest improvement judged in this fit
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -58,11 +59,19 @@ class RunEarlyStopping(EarlyStopping):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.enabled:  # off (patience None) does nothing, in the CLI's Trainer or any other
-            super().on_train_epoch_end(trainer, pl_module)
+            self._check(trainer, pl_module, super().on_train_epoch_end)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.enabled:
-            super().on_validation_end(trainer, pl_module)
+            self._check(trainer, pl_module, super().on_validation_end)
+
+    def _check(self, trainer: pl.Trainer, pl_module: pl.LightningModule, check: Any) -> None:
+        """Run Lightning's check; note the epoch if it judged an improvement (it then takes the new value as
+        its best), for ``RunCheckpoint`` to keep that epoch's weights as the best checkpoint."""
+        best = self.best_score
+        check(trainer, pl_module)
+        if self.best_score is not best:
+            self.improved_at = trainer.current_epoch
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.enabled:

@@ -50,6 +50,9 @@ def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequen
 
     ``extra`` lines (``scripts/train.py``'s test results) follow what was learned.
     """
+    if trainer.fast_dev_run:  # Lightning's check of the loops: no logger, no checkpoint, no run folder
+        return [f"linlight: fast_dev_run: {int(trainer.fast_dev_run)} batch(es) of training and validation ran as a "
+                "check; nothing was written (no run folder, no checkpoint)"]
     metrics = module.epoch_metrics
     run = Path(trainer.log_dir).resolve()
     ckpt = trainer.checkpoint_callback
@@ -69,12 +72,14 @@ def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequen
             versus = f"   true {true:.4f}   error {abs(learned - true):.4f}" if true is not None else ""
             lines.append(f"  {name:<12} learned {learned:.4f}{versus}")
     stop = trainer.early_stopping_callback
-    stopped = isinstance(stop, RunEarlyStopping) and stop.stopped_early
+    stopping = isinstance(stop, RunEarlyStopping) and stop.enabled
+    stopped = stopping and stop.stopped_early
     if stopped:
         lines.append(f"  stopped      {stop.describe()}")
     lines += extra
     if ckpt is not None and ckpt.last_model_path:
-        best = (f"   (loss/val {ckpt.best_model_score.item():.4g}, the lowest of the checkpoint epochs)"
+        which = "the best early stopping judged" if stopping else "the lowest of the checkpoint epochs"
+        best = (f"   (loss/val {ckpt.best_model_score.item():.4g}, {which})"
                 if ckpt.best_model_score is not None else "")
         lines += [f"  last         {Path(ckpt.last_model_path).resolve()}",
                   f"  best         {Path(ckpt.best_model_path).resolve() if ckpt.best_model_path else 'none'}{best}"]
@@ -87,5 +92,25 @@ def fit_summary(trainer: pl.Trainer, module: pl.LightningModule, program: Sequen
         # more of what ended the run: patience if it stopped early, else epochs
         more = (["--early_stopping.patience", str(2 * stop.patience)] if stopped
                 else ["--trainer.max_epochs", str(max(2 * epochs, epochs + 1))])
-        lines.append(f"  train more   {resume_command(program, ckpt.last_model_path, *more)}")
+        command = resume_command(program, ckpt.last_model_path, *more)
+        lines += on_every_node(trainer, command) if trainer.num_nodes > 1 else [f"  train more   {command}"]
+    return lines
+
+
+def on_every_node(trainer: pl.Trainer, command: str) -> list[str]:
+    """A multi-node run goes on only with every node: the command for each, as this run was started.
+
+    Started by hand (Lightning's own environment: ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK``), each node's
+    line names its rank; under a cluster's launcher (SLURM, torchrun) the launcher sets them, so the one command
+    is started as this run was.
+    """
+    nodes = trainer.num_nodes
+    env = trainer.strategy.cluster_environment
+    if type(env).__name__ != "LightningEnvironment":
+        return [f"  train more   on all {nodes} nodes, started as this run was ({type(env).__name__}): {command}"]
+    lines = [f"  train more   on all {nodes} nodes at once, one line each (the run folder must be on a filesystem "
+             "they share):"]
+    for rank in range(nodes):
+        setting = f"MASTER_ADDR={shlex.quote(str(env.main_address))} MASTER_PORT={env.main_port} NODE_RANK={rank}"
+        lines.append(f"    node {rank}   {setting} {command}")
     return lines

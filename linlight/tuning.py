@@ -9,10 +9,12 @@ LightningCLI runs ``Trainer`` methods as subcommands; ``LinlightTrainer.lr_find`
 initial weights afterwards and removes its temporary ``.lr_find_*.ckpt``.
 
 Where it writes: a run folder of its own, ``lightning_logs/version_N/``, claimed as a fit's is, so
-TensorBoard shows the search beside the runs it is for: ``lr_find.png`` (loss against learning rate, the
-suggestion marked), the same figure as the TensorBoard image ``lr_find/loss_vs_lr``, and ``config.yaml``.
+TensorBoard shows the search beside the runs it is for: ``lr_find.png`` (the training loss measured at each
+step against its learning rate, the suggestion marked), its points as ``lr_find.csv``, the same figure as the
+TensorBoard image ``lr_find/loss_vs_lr``, and ``config.yaml``.
 It has no ``checkpoints/`` folder, so ``--ckpt_path last`` and ``linlight test`` never take it for a
-trained run. The command ends with the suggestion and the ``linlight fit`` command that trains with it.
+trained run. The command ends with the suggestion and the ``linlight fit`` command that trains with it,
+beside the search (its root given, absolute) from any folder.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from jsonargparse import Namespace, namespace_to_dict
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.tuner.lr_finder import _LRFinder
+from matplotlib.figure import Figure
 
 from linlight.errors import ConfigError, DivergedError
 from linlight.summary import shell, tensorboard_command
@@ -51,6 +54,7 @@ class LinlightTrainer(pl.Trainer):
 
     lr_finder: _LRFinder | None = None
     suggested_lr: float | None = None
+    lr_losses: list[float] | None = None  # the measured training loss of each step of the search
 
     def lr_find(
         self,
@@ -82,6 +86,7 @@ class LinlightTrainer(pl.Trainer):
         if steps > 1:
             raise ConfigError("lr_find takes one learning rate per Lightning step: use data.steps_per_execution 1")
         max_epochs, self.fit_loop.max_epochs = self.fit_loop.max_epochs, -1  # the search's steps bound it
+        measured = _MeasuredLosses(model)
         try:
             with _quiet(*QUIET_LOGS):
                 finder = Tuner(self).lr_find(model, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr,
@@ -92,26 +97,70 @@ class LinlightTrainer(pl.Trainer):
                               "let the search stop early (--early_stop_threshold)") from None
         finally:
             self.fit_loop.max_epochs = max_epochs
+            measured.stop()
         suggestion = finder.suggestion(skip_begin=SKIP_BEGIN, skip_end=SKIP_END) if finder is not None else None
         if suggestion is None:
             raise ConfigError(f"lr_find found no learning rate to suggest: the search stopped after "
                               f"{len(finder.results['lr']) if finder else 0} steps; raise --num_training or "
                               "--early_stop_threshold")
         self.lr_finder, self.suggested_lr = finder, suggestion
+        self.lr_losses = measured.losses[: len(finder.results["lr"])]
         if self.is_global_zero:
-            self._save_plot(finder, suggestion)
+            self._save_plot(finder.results["lr"], self.lr_losses, suggestion, finder.mode)
         return suggestion
 
-    def _save_plot(self, finder: _LRFinder, suggestion: float) -> None:
-        """``lr_find.png`` in the run folder, and the same figure as a TensorBoard image."""
-        fig = finder.plot(suggest=True)
-        fig.axes[0].set_title(f"lr_find: suggested lr {suggestion:.3g}")
-        fig.tight_layout()
-        fig.savefig(Path(self.log_dir) / "lr_find.png")
+    def _save_plot(self, lrs: list[float], losses: list[float], suggestion: float, mode: str) -> None:
+        """``lr_find.png`` and its points, ``lr_find.csv``, in the run folder; the figure as a TensorBoard image."""
+        run = Path(self.log_dir)
+        rows = "".join(f"{lr!r},{loss!r}\n" for lr, loss in zip(lrs, losses))
+        (run / "lr_find.csv").write_text("lr,loss\n" + rows)
+        fig = lr_find_figure(lrs, losses, suggestion, mode)
+        fig.savefig(run / "lr_find.png")
         if isinstance(self.logger, TensorBoardLogger):
             self.logger.experiment.add_figure("lr_find/loss_vs_lr", fig, global_step=0)  # closes the figure
             self.logger.experiment.flush()
         plt.close(fig)
+
+
+class _MeasuredLosses:
+    """The training loss of each step of the search, as measured: what the model's ``training_step`` returns.
+
+    Lightning's finder keeps a smoothed loss only, and its smoothing's bias correction is one step off: it
+    divides the first point by ``1 - beta**2`` instead of ``1 - beta``, so its curve starts at half the
+    initial loss and climbs. The plot shows these instead; the suggestion stays Lightning's. (The finder runs
+    with its own callback alone, so the step is watched on the model, until ``stop``.)
+    """
+
+    def __init__(self, model: pl.LightningModule) -> None:
+        self.losses: list[float] = []
+        self.model = model
+        step = model.training_step
+
+        def training_step(*args: Any, **kwargs: Any) -> Any:
+            loss = step(*args, **kwargs)
+            self.losses.append(loss.item() if loss is not None else float("nan"))
+            return loss
+
+        model.training_step = training_step  # (an instance attribute: the class's method is untouched)
+
+    def stop(self) -> None:
+        del self.model.training_step
+
+
+def lr_find_figure(lrs: list[float], losses: list[float], suggestion: float, mode: str = "exponential") -> Figure:
+    """The training loss against the learning rate, the suggested rate marked (a red dot)."""
+    fig, ax = plt.subplots()
+    ax.plot(lrs, losses)
+    if mode == "exponential":
+        ax.set_xscale("log")
+    ax.set_xlabel("Learning rate")
+    ax.set_ylabel("Training loss (measured at each step)")
+    if suggestion in lrs:
+        i = lrs.index(suggestion)
+        ax.plot(lrs[i], losses[i], markersize=10, marker="o", color="red")
+    ax.set_title(f"lr_find: suggested lr {suggestion:.3g}")
+    fig.tight_layout()
+    return fig
 
 
 @contextmanager
@@ -128,23 +177,28 @@ def _quiet(*names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def fit_arguments(config: Namespace, defaults: Namespace, csv: str | None = None) -> list[str]:
+def fit_arguments(config: Namespace, defaults: Namespace, root: str | Path, csv: str | None = None) -> list[str]:
     """The ``linlight fit`` options for the settings of ``config`` that differ from ``defaults``.
 
-    The search's own settings are left out; ``csv``, the data file, is given by its absolute path so the
-    command runs from any folder.
+    The search's own settings are left out. Paths are absolute, so the command runs from any folder and trains
+    beside the search: ``root`` (where the search's run folder is) as ``--trainer.default_root_dir``, always;
+    ``csv``, the data file; a checkpoint folder.
     """
     args = []
     for key, value in config.items():
         if key in SEARCH_ONLY or key.endswith("__path__") or value == defaults.get(key):
             continue
+        if key == "trainer.default_root_dir":
+            continue  # given below, absolute, whether it was set or not
         if key == "data.csv" and csv is not None:
             value = csv
-        args += [f"--{key}", _option(value)]
-    return args
+        if key == "checkpoint.dirpath" and value is not None:
+            value = Path(value).resolve()
+        args += [f"--{key}", command_option(value)]
+    return [*args, "--trainer.default_root_dir", str(Path(root).resolve())]
 
 
-def _option(value: Any) -> str:
+def command_option(value: Any) -> str:
     """A setting as the command line writes it (YAML/JSON scalars, JSON for lists and classes)."""
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
@@ -164,7 +218,7 @@ def lr_find_summary(trainer: LinlightTrainer, fit_program: Sequence[str], fit_ar
     return [
         f"linlight: lr_find: {len(lrs)} steps, learning rate {lrs[0]:.3g} to {lrs[-1]:.3g} ({finder.mode})",
         f"  suggested    model.lr {lr:.3g}   (where the training loss falls fastest)",
-        f"  plot         {run / 'lr_find.png'}",
+        f"  plot         {run / 'lr_find.png'}   (its points: {run / 'lr_find.csv'})",
         f"  run          {run}",
         f"  TensorBoard  {tensorboard_command(run.parent)}",
         f"  train        {shell([*fit_program, '--model.lr', f'{lr:.3g}', *fit_args])}",

@@ -1,4 +1,5 @@
-"""Callbacks for subprocess trials, to aim a fault at a moment: ``HoldSave`` and ``Busy``.
+"""Callbacks for trials, to aim a fault at a moment or watch a run: ``HoldSave``, ``Busy``, ``Progress``,
+``LastEpochs`` and ``FailsAtTrainEnd``.
 
 ``HoldSave`` holds one save of ``last.ckpt`` open so a test can kill -9 right there.
 
@@ -75,3 +76,40 @@ class Busy(pl.Callback):
         if trainer.current_epoch == self.epoch and trainer.is_global_zero:
             self.marker.write_text(str(os.getpid()))
             time.sleep(self.seconds)
+
+
+class LastEpochs(pl.Callback):
+    """At the start of every ``every``-th epoch, appends ``EPOCH HELD`` to the file ``record``: how many epochs
+    ``last.ckpt`` holds then (``-`` while there is none), read back as a resume reads it."""
+
+    def __init__(self, record: str = "last_epochs.txt", every: int = 10) -> None:
+        self.record, self.every = Path(record), every
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        if epoch % self.every == 0:
+            last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
+            held = "-"
+            if last.is_file():
+                loops = torch.load(last, weights_only=True)["loops"]
+                held = loops["fit_loop"]["epoch_progress"]["current"]["processed"]
+            with self.record.open("a") as f:
+                f.write(f"{epoch} {held}\n")
+
+
+class FailsAtTrainEnd(pl.Callback):
+    """A callback whose ``on_train_end`` raises, as a buggy third-party callback might."""
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        raise RuntimeError("FailsAtTrainEnd: a callback failed at the end of training")
+
+
+class Progress(pl.Callback):
+    """Writes the number of epochs trained so far into the file ``path`` after every epoch (for a test to pick
+    its moment to kill the run)."""
+
+    def __init__(self, path: str = "progress.txt") -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.path.write_text(str(trainer.current_epoch + 1))

@@ -7,7 +7,8 @@ sample-weighted mean of the batch losses; the validation metrics come from their
 
 Beyond the tutorial: ``noise_std`` adds ``noise_std * torch.randn(len(X), 1, generator=torch.Generator().
 manual_seed(seed))`` to ``y`` (linlight's documented recipe); ``points`` trains on given ``(X, y)`` instead
-of the line (a CSV file's); ``patience`` stops as Lightning's ``EarlyStopping`` on the test loss does.
+of the line (a CSV file's); ``patience`` stops as Lightning's ``EarlyStopping`` on the test loss does, and
+``best_epoch`` is the epoch of its last improvement (its best).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class PlainRun:
     test_metrics: list[dict[str, float]] = field(default_factory=list)  # mae, mse, r2 per test pass
     predict: object = None  # x -> the trained model's prediction
     stopped_epoch: int | None = None  # where early stopping ended training, if it did
+    best_epoch: int | None = None  # the epoch early stopping last judged an improvement (its best)
 
 
 class EarlyStop:
@@ -48,13 +50,15 @@ class EarlyStop:
     def __init__(self, patience: int, min_delta: float = 0.0) -> None:
         self.patience, self.min_delta = patience, min_delta
         self.best, self.wait = torch.tensor(float("inf")), 0
+        self.improved = False  # whether the latest pass was judged an improvement (its loss the new best)
 
     def stop(self, loss: float) -> bool:
         current = torch.tensor(loss)  # the logged float32 value
+        self.improved = False
         if not torch.isfinite(current):
             return True
         if current + self.min_delta < self.best:
-            self.best, self.wait = current, 0
+            self.best, self.wait, self.improved = current, 0, True
             return False
         self.wait += 1
         return self.wait >= self.patience
@@ -97,7 +101,7 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
     if noise_std:
         y = y + noise_std * torch.randn(len(X), 1, generator=torch.Generator().manual_seed(seed))
     early = EarlyStop(patience, min_delta) if patience is not None else None
-    stopped = None
+    stopped = best_epoch = None
     train_split = int(0.8 * len(X))
     X_train, y_train, X_test, y_test = X[:train_split], y[:train_split], X[train_split:], y[train_split:]
     torch.manual_seed(42)
@@ -127,9 +131,12 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
                 losses = [(loss_fn(p, t).item(), len(t)) for p, t in parts]
                 test_losses.append(losses[0][0] if len(losses) == 1 else weighted_mean(losses))
                 test_metrics.append(metrics(torch.cat([p for p, _ in parts]), y_test))
-            if early is not None and early.stop(test_losses[-1]):
-                stopped = epoch
-                break
+            if early is not None:
+                stop = early.stop(test_losses[-1])
+                best_epoch = epoch if early.improved else best_epoch
+                if stop:
+                    stopped = epoch
+                    break
     w, b = (p.item() for p in model.parameters())
     state = {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -137,4 +144,4 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
         with torch.inference_mode():
             return model(torch.tensor(x).unsqueeze(1)).flatten().tolist()
 
-    return PlainRun(train_losses, test_losses, w, b, state, test_metrics, predict, stopped)
+    return PlainRun(train_losses, test_losses, w, b, state, test_metrics, predict, stopped, best_epoch)

@@ -15,6 +15,8 @@ import yaml
 from conftest import CONFIGS, REPO, cli, load_ckpt, run_dir, scalars
 from plain import plain_loop
 
+from linlight.checkpoints import next_epoch
+
 FAST = ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
 
 
@@ -58,7 +60,7 @@ def test_an_abbreviated_option_is_an_error(tmp_path):
     code, _, err = cli("fit", "--trainer.max_epoch", "10", cwd=tmp_path)
     assert code == 2
     assert err.strip().splitlines()[-1] == ("linlight: error: unrecognized arguments: --trainer.max_epoch 10 "
-                                            "(see: linlight fit --help)")
+                                            "(did you mean --trainer.max_epochs?) (see: linlight fit --help)")
     assert not (tmp_path / "lightning_logs").exists()
 
 
@@ -95,7 +97,7 @@ def test_run_folder_checkpoints_and_the_best_one(tmp_path):
     best_epoch = 99 if truth.test_losses[99] <= truth.test_losses[199] else 199  # best of the epochs saved
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"best-epoch={best_epoch}.ckpt", "last.ckpt"]
     last = load_ckpt(run / "checkpoints" / "last.ckpt")  # weights_only=True
-    assert last["epoch"] == 250  # the final state, although 250 is not a multiple of every_n_epochs=100
+    assert next_epoch(last) == 250  # the final state, although 250 is not a multiple of every_n_epochs=100
     assert torch.equal(last["state_dict"]["model.linear_layer.weight"], truth.state["weight"])
     # the summary: where everything is, with commands that run as printed
     assert f"last         {run / 'checkpoints' / 'last.ckpt'}" in out
@@ -150,7 +152,7 @@ def test_resume_from_a_file_outside_the_runs_starts_a_new_run(tmp_path):
     # the new run's best is its own: epochs 100-149 hold no checkpoint epoch, so it has none (not version_0's)
     assert re.search(r"^  best +none$", out, re.M), out
     last = load_ckpt(run_dir(tmp_path, 1) / "checkpoints" / "last.ckpt")
-    assert last["epoch"] == 150
+    assert next_epoch(last) == 150
     assert torch.equal(last["state_dict"]["model.linear_layer.weight"], plain_loop(epochs=150).state["weight"])
     assert [s for s, _ in scalars(run_dir(tmp_path, 1))["loss/train"]] == list(range(100, 150))
 
@@ -167,3 +169,27 @@ def test_a_resume_with_nothing_left_to_train_says_so(tmp_path):
     out, _ = fit(tmp_path, "--ckpt_path", "last")  # the run's own max_epochs: reached
     assert "linlight: no epochs trained: the run already holds 20 epochs of LinearRegressionModelV2" in out
     assert "--trainer.max_epochs 40" in out.splitlines()[-1]  # and how to train more
+
+
+def test_a_resume_that_fails_before_training_or_trains_nothing_records_no_segment(tmp_path):
+    """Only a segment that trains is recorded: a resume with nothing left to train, one Lightning refuses when
+    the Trainer is built, and one that fails when the fit is set up leave config*.yaml and segments.yaml as
+    they were; the resume that trains adds its own."""
+    from linlight.records import read_segments
+
+    fit(tmp_path, "--trainer.max_epochs", "20")
+    run = run_dir(tmp_path)
+    fit(tmp_path, "--ckpt_path", "last")  # the run's own max_epochs: nothing left to train
+    code, _, err = cli("fit", "--ckpt_path", "last", "--trainer.max_epochs", "30", "--trainer.devices", "0", *FAST,
+                       cwd=tmp_path)
+    assert code == 1 and "--trainer.devices 0" in err.strip().splitlines()[-1]
+    (tmp_path / "a_file").write_text("")
+    code, _, err = cli("fit", "--ckpt_path", "last", "--trainer.max_epochs", "30", "--checkpoint.dirpath",
+                       str(tmp_path / "a_file" / "ckpts"), *FAST, cwd=tmp_path)
+    assert code == 1 and "cannot write checkpoints" in err.strip().splitlines()[-1]
+    assert sorted(p.name for p in run.glob("config*.yaml")) == ["config.yaml"]
+    assert [s["config"] for s in read_segments(run)] == ["config.yaml"]
+    fit(tmp_path, "--ckpt_path", "last", "--trainer.max_epochs", "30")
+    assert [(s["config"], s["start_epoch"]) for s in read_segments(run)] == [("config.yaml", 0),
+                                                                            ("config.resume-1.yaml", 20)]
+    assert [v for _, v in scalars(run)["loss/train"]] == plain_loop(epochs=30).train_losses

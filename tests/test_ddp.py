@@ -106,11 +106,28 @@ def test_two_nodes_over_loopback(tmp_path):
            "--trainer.strategy", "ddp", "--trainer.max_epochs", "60", *FAST]
     nodes = [subprocess.Popen(cmd, cwd=tmp_path, env={**env, "NODE_RANK": str(rank)}, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for rank in (0, 1)]
+    outputs = []
+    for node in nodes:
+        out, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err
+        outputs.append(out)
+    assert sorted(os.listdir(tmp_path / "lightning_logs")) == ["version_0"]
+    assert_close_to(run_dir(tmp_path), plain_loop(epochs=60))
+    # the summary (node 0) says what to run on each node to train more; both lines, pasted into new shells in
+    # another folder at once, continue the run
+    commands = [line.split(f"node {rank}   ", 1)[1] for rank in (0, 1)
+                for line in outputs[0].splitlines() if line.startswith(f"    node {rank}   ")]
+    assert len(commands) == 2 and all(f"NODE_RANK={rank} " in c for rank, c in enumerate(commands)), outputs[0]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shell_env = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    nodes = [subprocess.Popen(["bash", "-c", command], cwd=elsewhere, env=shell_env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for command in commands]
     for node in nodes:
         _, err = node.communicate(timeout=300)
         assert node.returncode == 0, err
-    assert sorted(os.listdir(tmp_path / "lightning_logs")) == ["version_0"]
-    assert_close_to(run_dir(tmp_path), plain_loop(epochs=60))
+    assert not (elsewhere / "lightning_logs").exists()
+    assert_close_to(run_dir(tmp_path), plain_loop(epochs=120))
 
 
 @pytest.mark.gpu

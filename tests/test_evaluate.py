@@ -116,6 +116,7 @@ def test_fit_resume_takes_the_runs_settings(exercise_run, truth, tmp_path):
     run = run_dir(root)
     start = tmp_path / "elsewhere"
     start.mkdir()
+    bests = sorted((run / "checkpoints").glob("best*.ckpt"))
     code, _, err = cli("fit", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "320",
                        "--trainer.enable_progress_bar", "false", cwd=start)
     assert code == 0, err
@@ -125,3 +126,4 @@ def test_fit_resume_takes_the_runs_settings(exercise_run, truth, tmp_path):
     assert [v for _, v in logged["loss/train"]] == longer.train_losses
     assert [s for s, _ in logged["loss/val"]] == list(range(19, 320, 20))  # still tested every 20 epochs
     assert run_dir(root, 1).exists() is False
+    assert bests and sorted((run / "checkpoints").glob("best*.ckpt")) == bests  # a moved run keeps its best

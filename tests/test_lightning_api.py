@@ -7,11 +7,13 @@ import inspect
 
 import pytest
 from lightning.fabric.utilities import distributed
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
 from torch.utils.tensorboard import SummaryWriter
 
 # (owner, member, parameters of an overridden method or None for a member that is only called or read)
@@ -22,6 +24,10 @@ PRIVATE = [
     (ModelCheckpoint, "_save_checkpoint", ["self", "trainer", "filepath"]),
     (ModelCheckpoint, "_monitor_candidates", ["self", "trainer"]),
     (ModelCheckpoint, "_save_last_checkpoint", None),
+    (ModelCheckpoint, "_save_topk_checkpoint", None),
+    (ModelCheckpoint, "_should_skip_saving_checkpoint", None),
+    (ModelCheckpoint, "_remove_checkpoint", ["self", "trainer", "filepath"]),
+    (_CheckpointConnector, "dump_checkpoint", None),
     (DDPStrategy, "_configure_launcher", ["self"]),
     (_SubprocessScriptLauncher, "launch", ["self", "function", "args", "trainer", "kwargs"]),
     (_SubprocessScriptLauncher, "_call_children_scripts", None),
@@ -40,8 +46,9 @@ def test_private_members_linlight_relies_on_exist(owner, member, parameters):
 
 
 def test_attributes_set_by_lightning_that_linlight_reads(tmp_path):
-    checkpoint = ModelCheckpoint(dirpath=tmp_path)
-    assert hasattr(checkpoint, "_last_global_step_saved"), "ModelCheckpoint no longer tracks its last saved step"
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, save_on_train_epoch_end=True)
+    assert checkpoint._save_on_train_epoch_end is True, "ModelCheckpoint keeps save_on_train_epoch_end elsewhere"
+    assert hasattr(Trainer(logger=False), "_checkpoint_connector"), "the Trainer has no checkpoint connector"
     logger = TensorBoardLogger(tmp_path)
     assert hasattr(logger, "_prefix"), "TensorBoardLogger has no _prefix: RunLogger.log_metrics needs a new check"
     launcher = _SubprocessScriptLauncher.__init__

@@ -19,6 +19,7 @@ from plain import plain_loop
 from linlight.board import CUSTOM_SCALARS, HPARAMS_METRICS
 from linlight.export import load_model, onnx_predict
 from linlight.models import LinearRegressionModelV2
+from linlight.plotting import loss_figure
 
 EPOCHS = 1000
 PER_EPOCH = ["loss/train", "loss/val", "val/mae", "val/mse", "val/r2", "params/weight", "params/bias",
@@ -67,6 +68,20 @@ def test_pngs_are_the_tutorials_plots(reference_run):
             colors = {c for _, c in image.convert("RGB").getcolors(1_000_000)}
         if name == "predictions.png":  # training data blue, testing green, predictions red
             assert {(0, 0, 255), (0, 128, 0), (255, 0, 0)} <= colors
+
+
+def test_loss_curves_end_at_the_losses_the_run_ended_with(reference_run):
+    """loss_curves.png samples about a hundred points (a solid band otherwise, where the reference's losses
+    alternate between two values at their plateau); they end at the final epoch's losses, those the summary
+    prints, not at the other value of the plateau."""
+    _, run, out = reference_run
+    truth = plain_loop()
+    train, val = loss_figure(run).axes[0].get_lines()
+    assert list(train.get_xdata())[-1] == list(val.get_xdata())[-1] == EPOCHS - 1
+    assert list(train.get_ydata())[-1] == truth.train_losses[-1] and list(val.get_ydata())[-1] == truth.test_losses[-1]
+    assert truth.test_losses[-1] != truth.test_losses[-2], "the plateau must alternate for this to mean anything"
+    assert f"loss/train {truth.train_losses[-1]:.4g}  loss/val {truth.test_losses[-1]:.4g}" in out
+    assert 90 <= len(train.get_xdata()) <= 110
 
 
 def test_exported_model_predicts_like_the_checkpoint(reference_run):

@@ -77,7 +77,7 @@ def test_sigterm_saves_and_prints_the_command_that_continues_the_run(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err
     stopped = int(re.search(r"stopped on SIGTERM after (\d+) epochs", err.strip().splitlines()[-1]).group(1))
-    assert load_ckpt(run_dir(work) / "checkpoints" / "last.ckpt")["epoch"] == stopped  # saved where it stopped
+    assert next_epoch(load_ckpt(run_dir(work) / "checkpoints" / "last.ckpt")) == stopped  # saved where it stopped
     assert 20 <= stopped < 1000, "the run ended before the signal: make it longer"
     resumed = new_shell(continue_command(err), cwd=elsewhere)
     assert resumed.returncode == 0, resumed.stderr
@@ -166,3 +166,21 @@ def test_the_training_scripts_train_more_command_runs_as_printed(tmp_path, train
     assert "Detected out of order" not in more.stderr and "Warning" not in more.stderr, more.stderr
     assert_same_as_plain(run_dir(tmp_path), plain_loop(epochs=40))
     assert (tmp_path / "lightning_logs" / "version_0" / "loss_curves.png").is_file()
+
+
+def test_train_more_under_a_relative_root_continues_the_run_from_any_folder(tmp_path):
+    """`--trainer.default_root_dir runs`, a relative folder: the summary prints absolute paths, and its "train
+    more" command, pasted into a new shell in another folder, continues that run (not one in that folder)."""
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    code, out, err = cli("fit", "--trainer.default_root_dir", "runs", "--trainer.max_epochs", "20", *FAST, cwd=work)
+    assert code == 0, err
+    run = run_dir(work / "runs")
+    printed = {line[2:15].strip(): line[15:] for line in out.splitlines() if line.startswith("  ")}
+    assert printed["last"] == str(run / "checkpoints" / "last.ckpt") and printed["run"] == str(run)
+    assert printed["TensorBoard"].endswith(f"--logdir {run.parent}")
+    more = new_shell(f"{printed['train more']} --trainer.enable_progress_bar false", elsewhere)
+    assert more.returncode == 0, more.stderr
+    assert not (elsewhere / "runs").exists() and not (elsewhere / "lightning_logs").exists()
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+    assert_same_as_plain(run, plain_loop(epochs=40))

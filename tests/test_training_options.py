@@ -7,6 +7,7 @@ what it suggests.
 
 import re
 import shlex
+import sys
 
 import pytest
 import torch
@@ -108,8 +109,11 @@ def lr_find(cwd, *args) -> tuple[float, str]:
 
 
 def test_lr_find_suggests_a_rate_that_trains(tmp_path):
-    lr, out = lr_find(tmp_path, "--data.noise_std", "0.05")
-    run = run_dir(tmp_path)
+    """The search runs under a relative root; its printed `linlight fit` command, run from another folder,
+    trains beside it (the root is in the command, absolute) with the suggested rate, to a low loss."""
+    root = tmp_path / "runs"
+    lr, out = lr_find(tmp_path, "--data.noise_std", "0.05", "--trainer.default_root_dir", "runs")
+    run = run_dir(root)
     assert 1e-6 < lr < 1
     assert f"plot         {run / 'lr_find.png'}" in out
     with Image.open(run / "lr_find.png") as image:
@@ -121,19 +125,48 @@ def test_lr_find_suggests_a_rate_that_trains(tmp_path):
     events.Reload()
     assert [e.step for e in events.Images("lr_find/loss_vs_lr")] == [0]
     assert not (run / "checkpoints").exists() and not list(tmp_path.glob(".lr_find*"))
-    # the printed command, run as printed (in this process): it trains with the suggestion, to a low loss
+    # the printed command, run as printed from another folder (in this process): it trains beside the search
     words = shlex.split(re.search(r"  train        (.+)", out).group(1))
-    args = words[words.index("fit") + 1:]
+    assert words[:2] == [f"{sys.prefix}/bin/linlight", "fit"]
+    args = words[2:]
     assert dict(zip(args[::2], args[1::2])) == {"--model.lr": f"{lr:.3g}", "--data.noise_std": "0.05",
                                                 "--trainer.accelerator": "cpu",
-                                                "--trainer.enable_progress_bar": "false"}  # what lr_find was given
-    fit(tmp_path, *args, "--trainer.max_epochs", "200")
-    losses = [v for _, v in scalars(run_dir(tmp_path, 1))["loss/val"]]
+                                                "--trainer.enable_progress_bar": "false",
+                                                "--trainer.default_root_dir": str(root)}  # what lr_find was given
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    fit(elsewhere, *args, "--trainer.max_epochs", "200")
+    assert not (elsewhere / "lightning_logs").exists()
+    losses = [v for _, v in scalars(run_dir(root, 1))["loss/val"]]
     assert losses[-1] < 0.1 * losses[0] and min(losses) < 0.05
     # another search later does not get in the way of the trained run: it has no checkpoints
-    lr_find(tmp_path, "--num_training", "20")
-    code, _, err = cli("test", *FAST, cwd=tmp_path)
-    assert code == 0 and f"using checkpoint {run_dir(tmp_path, 1) / 'checkpoints' / 'last.ckpt'}" in err
+    lr_find(tmp_path, "--num_training", "20", "--trainer.default_root_dir", "runs")
+    code, _, err = cli("test", "--trainer.default_root_dir", "runs", *FAST, cwd=tmp_path)
+    assert code == 0 and f"using checkpoint {run_dir(root, 1) / 'checkpoints' / 'last.ckpt'}" in err
+
+
+def test_lr_find_plots_the_losses_it_measured(tmp_path):
+    """lr_find.png is drawn from lr_find.csv: each step's learning rate and the training loss of that step, as
+    a plain PyTorch loop measures it when it trains with those rates, from the first step on (not Lightning's
+    smoothed curve, which starts at half the initial loss)."""
+    lr_find(tmp_path, "--num_training", "40")
+    rows = (run_dir(tmp_path) / "lr_find.csv").read_text().splitlines()
+    assert rows[0] == "lr,loss" and len(rows) == 41
+    steps = [tuple(map(float, row.split(","))) for row in rows[1:]]
+    assert steps[0][1] == plain_loop(epochs=1).train_losses[0]  # the untrained model's loss: 0.555
+    X = torch.arange(0, 1, 0.02).unsqueeze(1)
+    X, y = X[:40], 0.7 * X[:40] + 0.3
+    torch.manual_seed(42)
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for lr, logged in steps:  # full batch: one step per learning rate
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = torch.nn.L1Loss()(model(X), y)
+        assert loss.item() == logged
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
 
 
 def test_lr_find_restores_the_initial_weights(tmp_path):
@@ -146,7 +179,7 @@ def test_lr_find_restores_the_initial_weights(tmp_path):
     assert len(trainer.lr_finder.results["lr"]) == 30  # 30 full-batch steps, though max_epochs is 5
     assert trainer.fit_loop.max_epochs == 5 and 1e-6 <= lr <= 1
     assert all(torch.equal(v, initial[k]) for k, v in model.state_dict().items())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr_find.png"]  # its checkpoint removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr_find.csv", "lr_find.png"]  # its checkpoint removed
 
 
 @pytest.mark.parametrize("args, words", [(["--min_lr", "0"], "lr_find needs 0 < --min_lr < --max_lr"),
