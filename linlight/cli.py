@@ -47,7 +47,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from linlight import ddp, parts
+from linlight import configs, ddp, parts
 from linlight.board import LearnedLine, RunBoard, RunLogger
 from linlight.callbacks import EpochProgressBar, GracefulStop, PredictionWriter, RunCheckpoint
 from linlight.checkpoints import SafeCheckpointIO, next_epoch, read_checkpoint
@@ -92,6 +92,11 @@ CHECKPOINT_DEFAULTS = {
 
 class LinlightParser(LightningArgumentParser):
     """LightningCLI's parser, ending a bad command line or config with one short error line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # no abbreviations in the subcommands' parsers too: jsonargparse < 4.53 gives them only to the main parser
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse is trying alternatives: let it
@@ -234,6 +239,10 @@ class LinlightCLI(LightningCLI):
         """Parse with a checkpoint's settings as the defaults: at once when the command line names the checkpoint
         (or an evaluation takes the newest), so settings of its model and data parse (``--model.optimizer.betas``
         of an Adam run); else parse, find the checkpoint, and parse again."""
+        if args is None:  # `--config model0`: a config shipped in the package, from any folder (linlight.configs)
+            sys.argv[1:] = configs.resolve_args(sys.argv[1:])  # (DDP ranks re-run sys.argv: they get the path too)
+        elif isinstance(args, list):
+            args = configs.resolve_args(args)
         early = None
         if isinstance(args, list) or args is None:
             argv = list(sys.argv[1:] if args is None else args)

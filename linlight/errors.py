@@ -12,6 +12,12 @@ class ConfigError(LinlightError, ValueError):
     """An impossible setting, caught before any work starts."""
 
 
+class UsageError(ConfigError):
+    """A command line that names nothing there is (a config file): exit 2, as the parser's own errors."""
+
+    exit_code = 2
+
+
 class CheckpointError(LinlightError):
     """A checkpoint that is missing, unreadable, unsafe or not linlight's."""
 

@@ -214,7 +214,9 @@ def _classes(hint: Any) -> list[Any]:
 
 
 def _is_class(hint: Any) -> bool:
-    return isclass(hint) and hint not in (bool, int, float, str, Path, datetime.timedelta, dict, type(None))
+    # get_origin: on Python 3.10 isclass(list[float]) is True
+    return (isclass(hint) and get_origin(hint) is None
+            and hint not in (bool, int, float, str, Path, datetime.timedelta, dict, type(None)))
 
 
 def _plural(item: str) -> str:

@@ -6,12 +6,25 @@ import io
 import os
 import subprocess
 import sys
-from contextlib import chdir, redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from unittest.mock import patch
 
 import pytest
 import torch
+
+try:
+    from contextlib import chdir
+except ImportError:  # Python 3.10 (contextlib.chdir is 3.11's)
+
+    @contextmanager
+    def chdir(path):
+        before = os.getcwd()
+        os.chdir(path)
+        try:
+            yield
+        finally:
+            os.chdir(before)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "linlight" / "configs"

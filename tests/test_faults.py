@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, linlight, load_ckpt, run_dir, scalars
+from conftest import linlight, load_ckpt, run_dir, scalars
 from plain import plain_loop
 
 from linlight.cli import main  # imported here: Lightning's log handler then writes to pytest's session capture
@@ -546,14 +546,14 @@ def test_ddp_names_build_linlight_ddp_with_a_60_s_timeout(tmp_path, monkeypatch)
 # 7. dependencies you can trust -----------------------------------------------------------------------------
 
 def test_dependencies_exclude_the_malicious_lightning_releases_and_bound_jsonargparse():
-    tomllib = pytest.importorskip("tomllib")
     from packaging.requirements import Requirement
+    from test_versions import pyproject
 
-    deps = {r.name: r for r in map(Requirement, tomllib.loads((REPO / "pyproject.toml").read_text())
-                                   ["project"]["dependencies"])}
+    deps = {r.name: r for r in map(Requirement, pyproject()["project"]["dependencies"])}
     lightning = deps["lightning"].specifier
     assert "2.6.2" not in lightning and "2.6.3" not in lightning  # GHSA-w37p-236h-pfx3
-    assert "2.6.6" in lightning and "2.5.0" in lightning and "3.0.0" not in lightning
+    assert "2.6.5" not in lightning and "2.6.6" in lightning  # GHSA-qqmf-gpg7-g8gw, fixed in 2.6.6
+    assert "3.0.0" not in lightning
     jsonargparse = deps["jsonargparse"]
     assert "signatures" in jsonargparse.extras
     assert "4.53.0" in jsonargparse.specifier and "5.0.0" not in jsonargparse.specifier

@@ -7,6 +7,7 @@ logged once, every loss and the final weights equal (==).
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -145,17 +146,19 @@ def test_kill_9_at_random_moments_then_resume(tmp_path, args, plain, epochs):
         assert_same_as_plain(run_dir(work), truth)
 
 
-def test_the_training_scripts_train_more_command_runs_as_printed(tmp_path):
-    """scripts/train.py's summary ends with the command that trains further; pasted in a new shell elsewhere it
-    continues the run to the plain loop's result, and says nothing alarming (a resumed run's events begin with
-    TensorBoard's purge step, which its reader reports unless told not to)."""
-    train = [sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "train.py")]
+@pytest.mark.parametrize("train", [[sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "train.py")],
+                                   [sys.executable, "-m", "linlight.train"]], ids=["script", "module"])
+def test_the_training_scripts_train_more_command_runs_as_printed(tmp_path, train):
+    """scripts/train.py's summary (and the installed package's `python -m linlight.train`'s) ends with the command
+    that trains further; pasted in a new shell elsewhere it continues the run to the plain loop's result, and says
+    nothing alarming (a resumed run's events begin with TensorBoard's purge step, which its reader reports unless
+    told not to)."""
     first = subprocess.run([*train, "--trainer.max_epochs", "20", *FAST], cwd=tmp_path, capture_output=True,
                            text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     (line,) = [line for line in first.stdout.splitlines() if line.startswith("  train more ")]
     command = line.split("train more", 1)[1].strip()
-    assert command.endswith("--trainer.max_epochs 40"), command
+    assert command.startswith(shlex.join(train)) and command.endswith("--trainer.max_epochs 40"), command
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     more = new_shell(f"{command} --trainer.enable_progress_bar false", elsewhere)

@@ -33,6 +33,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from linlight import configs
 from linlight.cli import user_errors
 from linlight.errors import LinlightError, Stopped
 from linlight.faults import user_error
@@ -77,7 +78,8 @@ def parse_args(argv: list[str]) -> Sweep:
                      description="Search linlight settings with Optuna: each trial is a `linlight fit` run in its own "
                      "lightning_logs/version_N folder.",
                      epilog="space file: see linlight/configs/sweep.yaml and the docstring of linlight/sweep/space.py")
-    parser.add_argument("--space", type=Path, required=True, help="the search space, a YAML file")
+    parser.add_argument("--space", required=True,
+                        help="the search space, a YAML file, or a shipped one by name: sweep (linlight.configs)")
     parser.add_argument("--trials", type=int, default=20,
                         help="trials of the study in all, whichever processes run them (default: 20)")
     parser.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default: 1)")
@@ -99,9 +101,10 @@ def parse_args(argv: list[str]) -> Sweep:
     for name in ("trials", "workers", "heartbeat", "prune_every"):
         if getattr(a, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
+    space = Path(configs.resolve(a.space, "search space"))
     root = a.root.resolve()
     command = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    return Sweep(load_space(a.space), root, a.storage or sqlite_url(root), a.study or a.space.stem, a.trials,
+    return Sweep(load_space(space), root, a.storage or sqlite_url(root), a.study or space.stem, a.trials,
                  a.workers, a.seed, a.heartbeat, a.prune_every, command)
 
 
