@@ -55,7 +55,7 @@ def test_an_unknown_config_name_is_one_line_that_lists_the_shipped_ones(tmp_path
 
 
 def test_the_shipped_search_space_by_name(tmp_path):
-    from linlight.sweep import parse_args
+    from linlight.sweep.command import parse_args
 
     sweep = parse_args(["--space", "sweep", "--root", str(tmp_path)])
     assert sweep.space.path == CONFIGS / "sweep.yaml" and sweep.study == "sweep"
