@@ -7,7 +7,7 @@
     linlight predict --data.predict_x '[0.1, 0.5]' --ckpt_path best
     linlight fit --print_config                    # every setting, as YAML
     linlight lr_find                               # suggest a learning rate (linlight/tuning.py)
-    linlight fit --config examples/mlp.yaml        # your own model and data, by configuration
+    linlight fit --config scripts/examples/mlp.yaml        # your own model and data, by configuration
 
 The model is ``LitLinearRegression`` with its parts given the LightningCLI way (``--model.model``,
 ``--model.loss``, ``--model.optimizer``, ``--model.scheduler``: class paths and their ``init_args``); the data

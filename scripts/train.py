@@ -4,7 +4,7 @@
     python scripts/train.py --config exercise              # a shipped config by name (linlight.configs)
     python scripts/train.py --ckpt_path last              # continue the newest run, then test and export
     python scripts/train.py --data.csv points.csv         # your own x,y points instead of the generated line
-    python scripts/train.py --config examples/mlp.yaml    # your own model and table of features
+    python scripts/train.py --config scripts/examples/mlp.yaml    # your own model and table of features
 
 It takes the same options as ``linlight fit``, then tests the trained model, draws the tutorial's plots
 (``predictions.png``, ``loss_curves.png``, and TensorBoard images), exports ``model.pth`` (the plain

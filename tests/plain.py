@@ -147,7 +147,7 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
     return PlainRun(train_losses, test_losses, w, b, state, test_metrics, predict, stopped, best_epoch)
 
 
-class MLP(nn.Module):  # the README's model of your own (examples/my_models.py), copied here on purpose
+class MLP(nn.Module):  # the README's model of your own (scripts/examples/my_models.py), copied here on purpose
     def __init__(self, in_features: int, hidden: int = 16) -> None:
         super().__init__()
         self.layers = nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, 1))

@@ -26,7 +26,7 @@ from plain import MLP, plain_fit
 from test_resume import new_shell, start, wait_for
 
 FAST = ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
-MODULE = (REPO / "examples" / "my_models.py").read_text()  # the README's model of your own
+MODULE = (REPO / "scripts" / "examples" / "my_models.py").read_text()  # the README's model of your own
 SETTINGS = {"hidden": 8, "lr": 0.01, "batch_size": 16}
 
 
@@ -365,20 +365,20 @@ def test_linlights_own_values_skip_lightnings_per_call_logging(tmp_path, monkeyp
 
 
 def test_the_readme_shows_the_example_config_as_it_is():
-    """The README's Make it yours section prints examples/mlp.yaml: the same settings, comment for comment."""
+    """The README's Make it yours section prints scripts/examples/mlp.yaml: the same settings, comment for comment."""
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## Make it yours"):readme.index("## Early stopping")]
     block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
-    config = (REPO / "examples" / "mlp.yaml").read_text()
+    config = (REPO / "scripts" / "examples" / "mlp.yaml").read_text()
     assert block in config and yaml.safe_load(block) == yaml.safe_load(config)
 
 
 def test_the_train_script_on_your_model_and_table(tmp_path):
-    """scripts/train.py: fit, test, plots and exports for the MLP of examples/mlp.yaml: the loss curves, no
+    """scripts/train.py: fit, test, plots and exports for the MLP of scripts/examples/mlp.yaml: the loss curves, no
     scatter of one x (three features), the state_dict and ONNX of the MLP, the plain loop's test loss."""
     epochs = 20
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "--config",
-                           str(REPO / "examples" / "mlp.yaml"), "--trainer.max_epochs", str(epochs), *FAST],
+                           str(REPO / "scripts" / "examples" / "mlp.yaml"), "--trainer.max_epochs", str(epochs), *FAST],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -1,7 +1,7 @@
 """A model of your own, in a file of your own: a small network for a table of features.
 
 linlight imports it by its class path (``my_models.MLP``) from the folders a config names in ``import_path``
-(``examples/mlp.yaml``: this file's folder). It is a plain ``nn.Module``, as the tutorial's models are; its
+(``scripts/examples/mlp.yaml``: this file's folder). It is a plain ``nn.Module``, as the tutorial's models are; its
 ``in_features`` is linked to the data's number of feature columns, so nobody types it twice.
 """
 
