@@ -38,7 +38,8 @@ PRIVATE = [
 ]
 
 
-@pytest.mark.parametrize("owner, member, parameters", PRIVATE, ids=[f"{o.__name__.split('.')[-1]}.{m}" for o, m, _ in PRIVATE])
+@pytest.mark.parametrize("owner, member, parameters", PRIVATE,
+                         ids=[f"{o.__name__.split('.')[-1]}.{m}" for o, m, _ in PRIVATE])
 def test_private_members_linlight_relies_on_exist(owner, member, parameters):
     found = getattr(owner, member, None)
     assert found is not None, (f"{owner.__module__}.{owner.__name__} has no {member} any more: linlight's use of it "
