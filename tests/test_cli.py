@@ -114,7 +114,8 @@ def test_shipped_configs_are_all_tested():
 
 
 def test_run_folder_checkpoints_and_the_best_one(tmp_path):
-    out, _ = fit(tmp_path, "--trainer.max_epochs", "250")
+    out, err = fit(tmp_path, "--trainer.max_epochs", "250")
+    assert "fit:" not in err  # --trainer.enable_progress_bar false: no bar
     run = run_dir(tmp_path)
     (events,) = run.glob("events.out.tfevents.*")
     assert sorted(p.name for p in run.iterdir()) == sorted([".lock", "checkpoints", "config.yaml", events.name,

@@ -272,3 +272,13 @@ def test_the_installed_optuna_has_every_storage_method_linlight_makes_again():
     missing = [name for name in REPEATED if not hasattr(optuna.storages.RDBStorage, name)]
     assert not missing, f"optuna {optuna.__version__} has no RDBStorage.{missing}: update linlight/sweep/storage.py"
     assert all(getattr(RidingStorage, name) is not getattr(optuna.storages.RDBStorage, name) for name in REPEATED)
+
+
+def test_without_postgresql_these_tests_skip_or_fail_as_ci_asks(monkeypatch):
+    """No PostgreSQL here: skipped with the reason; with LINLIGHT_TEST_POSTGRES=required (as .ci/run sets), failed."""
+    monkeypatch.setattr(postgres, "programs", lambda: None)
+    for required, outcome in ((False, pytest.skip.Exception), (True, pytest.fail.Exception)):
+        monkeypatch.setattr(postgres, "REQUIRED", required)
+        with pytest.raises(outcome, match="initdb and pg_ctl are not installed"):
+            postgres.start_server()
+    assert "LINLIGHT_TEST_POSTGRES=required" in (REPO / ".ci" / "run").read_text()
