@@ -262,14 +262,19 @@ def _done_before(storage: RidingStorage, name: str, args: tuple, kwargs: dict, e
     return False
 
 
-# Optuna's own study and trial objects call these through its _CachedStorage, which calls the private ones
-# (tests/test_sweep_server.py checks that the installed Optuna has every one)
+# Optuna's own study and trial objects call these through its _CachedStorage, which calls the private ones; which
+# private ones depends on Optuna's version (4.x: _get_trials, _get_stale_trial_ids; 5.x adds _get_best_trial_id
+# and _set_trial_param), so each is made again where the installed Optuna has it. NOT_REPEATED are the calls
+# made once on purpose: creating a study or a trial twice would be one too many; the others read no database.
+# (tests/test_sweep_server.py checks that every call the installed Optuna's _CachedStorage makes is in one of them)
 REPEATED = ("get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
             "get_study_system_attrs", "get_all_studies", "get_trial_user_attrs", "get_trial_system_attrs",
             "get_trial_id_from_study_id_trial_number", "get_trial_param", "get_trial", "get_all_trials",
             "get_best_trial", "_get_trials", "_get_best_trial_id", "_get_stale_trial_ids", "set_study_user_attr",
             "set_study_system_attr", "set_trial_param", "_set_trial_param", "set_trial_state_values",
             "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr", "record_heartbeat")
+NOT_REPEATED = ("create_new_study", "_create_new_trial", "delete_study", "get_heartbeat_interval",
+                "get_failed_trial_callback", "get_heartbeat_stale_trial_callback")
 for _name in REPEATED:
     if hasattr(optuna.storages.RDBStorage, _name):
         setattr(RidingStorage, _name, _again(_name))
