@@ -516,6 +516,9 @@ class LinlightCLI(LightningCLI):
         if self.trainer.is_global_zero:
             config, defaults = self.config["lr_find"], self._parser("lr_find").get_defaults()
             root = Path(self.trainer.log_dir).resolve().parents[1]  # <root>/lightning_logs/version_N
+            record = next((c for c in self.trainer.callbacks if isinstance(c, RunRecord)), None)
+            if record is not None:
+                record.save_search_config(self.trainer)
             args = fit_arguments(config, defaults, root)
             print("\n".join(["", *lr_find_summary(self.trainer, linlight_fit(), args)]))
 

@@ -178,6 +178,15 @@ class RunRecord(SaveConfigCallback):
                   f"{', '.join(f'{k} {now[k]}' for k in differ)}): the resumed run may not match an "
                   "uninterrupted one bit for bit", file=sys.stderr)
 
+    def save_search_config(self, trainer: Trainer) -> None:
+        """``linlight lr_find``'s settings as the ``config.yaml`` of its run folder: the search trains no segment
+        (Lightning's finder runs its loop with its own callback alone), so this is all it records."""
+        path = _run_dir(trainer) / "config.yaml"
+        try:
+            write_text_atomically(path, self.parser.dump(self.config, skip_none=False))
+        except OSError as e:
+            raise WriteFailed("write the run's config", path, e) from None
+
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero or not self._record:
             return

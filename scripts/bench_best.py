@@ -39,10 +39,10 @@ VARIANTS = {
 def fit_seconds(args: list[str]) -> float:
     from linlight.cli import main
 
-    with tempfile.TemporaryDirectory() as root, contextlib.chdir(root), \
-            contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    with tempfile.TemporaryDirectory() as root, contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
         start = time.perf_counter()
-        main(["fit", *RUN, *args])
+        main(["fit", *RUN, *args, "--trainer.default_root_dir", root])
         seconds = time.perf_counter() - start
         written = sorted(p.name for p in Path(root, "lightning_logs", "version_0", "checkpoints").iterdir())
     assert written, "the run saved nothing"

@@ -88,10 +88,13 @@ def batches(n: int, batch_size: int | None, shuffle: bool, seed: int, epoch: int
 
 def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epochs=1000, lr=0.01,
                test_every=1, batch_size=None, shuffle=False, seed=42, noise_std=0.0, points=None,
-               patience=None, min_delta=0.0, lr_changes: dict[int, float] | None = None) -> PlainRun:
+               patience=None, min_delta=0.0, lr_changes: dict[int, float] | None = None,
+               loss_changes: dict[int, nn.Module] | None = None, plateau: dict | None = None) -> PlainRun:
     """The tutorial's loop: seed 42, L1 loss, SGD, a test pass under inference_mode (full batch by default).
 
-    ``lr_changes``: ``{epoch: lr}``, the learning rate to use from that epoch on (a resume with a new lr).
+    ``lr_changes``: ``{epoch: lr}``, the learning rate to use from that epoch on (a resume with a new lr);
+    ``loss_changes``: ``{epoch: loss module}``, likewise for the loss (training and test). ``plateau``: the
+    settings of a ``torch.optim.lr_scheduler.ReduceLROnPlateau``, stepped with each test loss.
     """
     if points is None:
         X = torch.arange(start, end, step).unsqueeze(dim=1)
@@ -108,12 +111,15 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
     model = nn.Linear(in_features=1, out_features=1) if arch == "v2" else LinearRegressionModel()
     loss_fn = nn.L1Loss()
     optimizer = torch.optim.SGD(params=model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **plateau) if plateau is not None else None
     torch.manual_seed(42)
     train_losses, test_losses, test_metrics = [], [], []
     for epoch in range(epochs):
         if lr_changes and epoch in lr_changes:
             for group in optimizer.param_groups:
                 group["lr"] = lr_changes[epoch]
+        if loss_changes and epoch in loss_changes:
+            loss_fn = loss_changes[epoch]
         model.train()
         seen = []
         for idx in batches(len(X_train), batch_size, shuffle, seed, epoch):
@@ -131,6 +137,8 @@ def plain_loop(arch="v2", weight=0.7, bias=0.3, start=0, end=1, step=0.02, epoch
                 losses = [(loss_fn(p, t).item(), len(t)) for p, t in parts]
                 test_losses.append(losses[0][0] if len(losses) == 1 else weighted_mean(losses))
                 test_metrics.append(metrics(torch.cat([p for p, _ in parts]), y_test))
+            if scheduler is not None:
+                scheduler.step(test_losses[-1])
             if early is not None:
                 stop = early.stop(test_losses[-1])
                 best_epoch = epoch if early.improved else best_epoch

@@ -181,3 +181,11 @@ def test_divergence_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tmp_
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
     for path in ckpt_dir.glob("*.ckpt"):
         load_ckpt(path)
+
+
+def test_a_run_that_fails_in_its_first_epoch_leaves_no_run_folder(tmp_path):
+    """Diverged within epoch 0 (batches of 2: the second step overflows): one line, and no run folder behind
+    (it would show in TensorBoard as a run, with nothing to resume); one that fails later keeps its (above)."""
+    args = ["--data.end", "1e20", "--data.step", "1e18", "--model.lr", "1", "--data.batch_size", "2"]
+    fails(tmp_path, "fit", *args, words="training diverged at epoch 0")
+    assert not (tmp_path / "lightning_logs").exists()

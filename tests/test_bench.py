@@ -33,3 +33,16 @@ def test_bench_quick_runs_every_variant():
         assert re.search(r"[+-]?\d+\.\d+ (s|s/epoch|MB|trials/min)\b", row), row
     goals = [row for row in rows if "goal" in row]
     assert len(goals) == 7 and all(row.endswith(("met", "NOT MET")) for row in goals)
+
+
+@pytest.mark.slow
+def test_bench_best_prints_the_best_checkpoints_cost_beside_lightnings():
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_best.py"), "--repeats", "1"],
+                          capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.strip().splitlines()
+    assert [re.split(r"\s{2,}", row)[0] for row in rows] == [
+        "no best", "linlight: best held, written with last.ckpt", "Lightning: ModelCheckpoint writes every best",
+        "the best, linlight against Lightning"]
+    assert all(re.search(r"\d+\.\d+ s   \+ *-?\d+\.\d+ s over no best$", row) for row in rows[:3]), rows
+    assert re.search(r"(\d+\.\d+x|n/a \(no measurable cost\))$", rows[3]), rows[3]

@@ -8,6 +8,7 @@ from the plain rule written out there.
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -139,8 +140,10 @@ def test_a_long_run_killed_past_epoch_2000_resumes_at_most_a_checkpoint_interval
       {"patience": 5, "min_delta": 0.001, "batch_size": 6, "shuffle": True}),
      (["--config", "linlight/configs/exercise.yaml", "--early_stopping.patience", "2", "--early_stopping.min_delta",
        "0.02"], {"arch": "model0", "weight": 0.3, "bias": 0.9, "step": 0.01, "test_every": 20, "patience": 2,
-                 "min_delta": 0.02})],
-    ids=["reference", "checkpoint-epochs-around-it", "not-stopped", "shuffled-min-delta", "exercise-every-20"],
+                 "min_delta": 0.02}),
+     (["--early_stopping.patience", "3", "--early_stopping.min_delta", "10"], {"patience": 3, "min_delta": 10})],
+    ids=["reference", "checkpoint-epochs-around-it", "not-stopped", "shuffled-min-delta", "exercise-every-20",
+         "only-the-first-improves"],
 )
 def test_early_stopping_keeps_the_weights_of_the_epoch_it_judged_best(tmp_path, args, plain):
     """best-epoch=E.ckpt is the epoch whose loss/val early stopping last judged an improvement (the lowest, by
@@ -166,6 +169,32 @@ def test_early_stopping_keeps_the_weights_of_the_epoch_it_judged_best(tmp_path, 
     code, _, err = cli("validate", "--ckpt_path", "best", "--trainer.default_root_dir", str(tmp_path), *FAST,
                        cwd=tmp_path)
     assert code == 0 and f"using checkpoint {ckpts / f'best-epoch={best}.ckpt'}" in err
+
+
+def test_early_stopping_that_has_judged_nothing_has_no_best(tmp_path):
+    """Early stopping on, and no validation yet (every 50 epochs, 30 trained): no best file, the summary says so,
+    `--ckpt_path best` says there is none; last.ckpt is the plain loop's."""
+    out = fit(tmp_path, "--early_stopping.patience", "2", "--trainer.check_val_every_n_epoch", "50",
+              "--trainer.max_epochs", "30")
+    run = run_dir(tmp_path)
+    assert bests(run) == [] and re.search(r"^  best +none$", out, re.M), out
+    last = run / "checkpoints" / "last.ckpt"
+    assert next_epoch(load_ckpt(last)) == 30 and holds(last, plain_loop(epochs=30).state)
+    code, _, err = cli("validate", "--ckpt_path", "best", *FAST, cwd=tmp_path)
+    assert code == 1 and f"the newest run, {run}, has no best checkpoint" in err.strip().splitlines()[-1]
+
+
+def test_the_readmes_early_stopping_figures_are_the_plain_rules():
+    """The README's example (the reference stops at epoch 63, loss/val lowest at 43; best-epoch=43.ckpt, last.ckpt
+    after 64 epochs) is what the rule written out in plain PyTorch gives (the runs are held to that rule above)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    stop, low = map(int, re.search(r"the reference stops at epoch (\d+): loss/val was lowest at epoch (\d+)",
+                                   text).groups())
+    best, ends = map(int, re.search(r"the reference: `best-epoch=(\d+)\.ckpt`, `last\.ckpt` after (\d+) epochs",
+                                    text).groups())
+    truth = plain_loop(epochs=1000, patience=20)
+    assert (stop, best, ends) == (truth.stopped_epoch, truth.best_epoch, truth.stopped_epoch + 1)
+    assert truth.test_losses[low] == min(truth.test_losses) and low == best
 
 
 def test_a_resume_keeps_the_early_stopping_best(tmp_path):

@@ -4,15 +4,20 @@ Most run in this process (`conftest.cli`, the command's own `main`); the process
 exit codes, start-up) is tested by a few subprocess tests here and in test_resume.py and test_bad_input.py.
 """
 
+import importlib.metadata
+import os
+import platform
 import re
 import shutil
+import socket
 import sys
+import time
 import warnings
 
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, REPO, cli, load_ckpt, run_dir, scalars
+from conftest import CONFIGS, REPO, cli, linlight, load_ckpt, run_dir, scalars
 from plain import plain_loop
 
 from linlight.checkpoints import next_epoch
@@ -93,16 +98,36 @@ def test_every_shipped_config_runs_from_the_repository_root(config, tmp_path):
     assert len(scalars(run_dir(tmp_path))["loss/train"]) == 5
 
 
+def test_the_v2_config_is_plain_linlight_fit(tmp_path):
+    """`linlight fit --config v2` is the reference: every setting as with no arguments at all."""
+    configs = []
+    for args in ([], ["--config", "v2"]):
+        code, out, err = cli("fit", *args, "--print_config", cwd=tmp_path)
+        assert code == 0, err
+        configs.append({k: v for k, v in yaml.safe_load(out).items() if k != "config"})
+    assert configs[0] == configs[1]
+
+
 def test_shipped_configs_are_all_tested():
     fit_configs = {p.name for p in CONFIGS.glob("*.yaml")} - {"sweep.yaml"}  # sweep.yaml: test_sweep.py
     assert fit_configs == {"v2.yaml", "model0.yaml", "exercise.yaml"}
 
 
 def test_run_folder_checkpoints_and_the_best_one(tmp_path):
-    out, _ = fit(tmp_path, "--trainer.max_epochs", "250")
+    out, err = fit(tmp_path, "--trainer.max_epochs", "250")
+    assert "fit:" not in err  # --trainer.enable_progress_bar false: no bar
     run = run_dir(tmp_path)
-    assert (run / "config.yaml").is_file() and (run / "hparams.yaml").is_file()
-    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    (events,) = run.glob("events.out.tfevents.*")
+    assert sorted(p.name for p in run.iterdir()) == sorted([".lock", "checkpoints", "config.yaml", events.name,
+                                                            "hparams.yaml", "segments.yaml"])
+    host = socket.gethostname()
+    assert (run / ".lock").read_text().strip() == f"pid {os.getpid()} on host {host}"  # (this process trained it)
+    (segment,) = yaml.safe_load((run / "segments.yaml").read_text())
+    assert {k: segment[k] for k in ("config", "start_epoch", "ckpt_path", "host", "pid")} == {
+        "config": "config.yaml", "start_epoch": 0, "ckpt_path": None, "host": host, "pid": os.getpid()}
+    assert segment["versions"] == {"python": platform.python_version(), "torch": str(torch.__version__),
+                                   "lightning": importlib.metadata.version("lightning"),
+                                   "linlight": importlib.metadata.version("linlight")}
     truth = plain_loop(epochs=250)
     best_epoch = 99 if truth.test_losses[99] <= truth.test_losses[199] else 199  # best of the epochs saved
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"best-epoch={best_epoch}.ckpt", "last.ckpt"]
@@ -203,3 +228,21 @@ def test_a_resume_that_fails_before_training_or_trains_nothing_records_no_segmen
     assert [(s["config"], s["start_epoch"]) for s in read_segments(run)] == [("config.yaml", 0),
                                                                             ("config.resume-1.yaml", 20)]
     assert [v for _, v in scalars(run)["loss/train"]] == plain_loop(epochs=30).train_losses
+
+
+def test_lightnings_defaults_that_linlight_changes_and_how_to_change_them_back(tmp_path):
+    """The Performance section's list, as a shell shows it: no model summary table (`--trainer.enable_model_summary
+    true` brings it back), an epoch bar redrawn at most four times a second (Lightning's TQDM bar by
+    `--trainer.callbacks+=`)."""
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    started = time.monotonic()
+    proc = linlight("fit", "--trainer.max_epochs", "600", "--trainer.accelerator", "cpu", cwd=tmp_path / "a")
+    took = time.monotonic() - started  # more than the bar was shown: the bound below is generous, not loose
+    assert "| Name" not in proc.stdout + proc.stderr and "Trainable params" not in proc.stdout + proc.stderr
+    redraws = sum(line.startswith("fit:") for line in proc.stderr.splitlines())  # (text mode reads \r as a line end)
+    assert 2 <= redraws <= 4 * took + 2, f"{redraws} redraws in {took:.1f} s"  # the first, <= 4/s, the last
+    proc = linlight("fit", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
+                    "--trainer.enable_model_summary", "true",
+                    "--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar", cwd=tmp_path / "b")
+    assert "| Name" in proc.stdout + proc.stderr and "Trainable params" in proc.stdout + proc.stderr
+    assert "Epoch 1: 100%" in proc.stdout + proc.stderr and "\nfit:" not in proc.stderr  # Lightning's, not linlight's

@@ -130,6 +130,31 @@ def test_two_nodes_over_loopback(tmp_path):
     assert_close_to(run_dir(tmp_path), plain_loop(epochs=120))
 
 
+def test_a_multi_node_summary_says_what_to_run_on_each_node(monkeypatch):
+    """Started by hand, one "train more" line per node with its MASTER_ADDR, MASTER_PORT and NODE_RANK; under a
+    cluster's launcher (SLURM, torchrun), the one command, started as the run was."""
+    from types import SimpleNamespace
+
+    from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment, TorchElasticEnvironment
+
+    from linlight.summary import on_every_node
+
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29511")
+    command = "/venv/bin/linlight fit --ckpt_path /runs/last.ckpt --trainer.max_epochs 120"
+
+    def lines(env) -> list[str]:
+        trainer = SimpleNamespace(num_nodes=2, strategy=SimpleNamespace(cluster_environment=env))
+        return on_every_node(trainer, command)
+
+    by_hand = lines(LightningEnvironment())
+    assert by_hand[1:] == [f"    node {rank}   MASTER_ADDR=10.0.0.1 MASTER_PORT=29511 NODE_RANK={rank} {command}"
+                           for rank in (0, 1)]
+    for env in (SLURMEnvironment(), TorchElasticEnvironment()):
+        (line,) = lines(env)
+        assert line.endswith(f": {command}") and "on all 2 nodes" in line and "NODE_RANK" not in line
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_run_matches_cpu(tmp_path):

@@ -135,3 +135,20 @@ def test_fit_resume_takes_the_runs_settings(exercise_run, truth, tmp_path):
     assert [s for s, _ in logged["loss/val"]] == list(range(19, 320, 20))  # still tested every 20 epochs
     assert run_dir(root, 1).exists() is False
     assert bests and sorted((run / "checkpoints").glob("best*.ckpt")) == bests  # a moved run keeps its best
+
+
+@pytest.mark.parametrize("header", ["", "x\n"], ids=["no-header", "header"])
+def test_predict_reads_a_csv_of_one_number_per_row_and_writes_a_file(exercise_run, truth, tmp_path, header):
+    """`--data.predict_csv FILE` (one number per row, the header optional), `--predictions.output FILE`: the rows
+    `x,y` in that file, each y the trained model's prediction (float32, as printed), nothing on standard output."""
+    root, run = exercise_run
+    xs = [0.0, 0.25, -1.5, 3.0]
+    (tmp_path / "x.csv").write_text(header + "\n".join(map(str, xs)) + "\n")
+    before = scalars(run)
+    code, out, err = cli("predict", "--data.predict_csv", str(tmp_path / "x.csv"), "--predictions.output",
+                         str(tmp_path / "p.csv"), "--trainer.enable_progress_bar", "false", cwd=root)
+    assert code == 0, err
+    assert "x,y" not in out
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows == ["x,y", *(f"{np.float32(x)!s},{np.float32(y)!s}" for x, y in zip(xs, truth.predict(xs)))]
+    assert scalars(run) == before

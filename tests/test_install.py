@@ -110,6 +110,7 @@ def test_the_wheel_installed_in_a_fresh_environment_runs_from_an_empty_folder(tm
     run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", tmp_path / "dist", source],
         cwd=tmp_path)
     (wheel,) = (tmp_path / "dist").glob("linlight-*.whl")
+    assert f"`dist/{wheel.name}`" in (REPO / "README.md").read_text()  # the file the README's Install names
     env = tmp_path / "env"
     run([sys.executable, "-m", "venv", env], cwd=tmp_path)
     python = env / "bin" / "python"

@@ -119,6 +119,10 @@ def test_your_model_on_your_table_by_configuration(tmp_path):
     code, out, err = cli("predict", "--data.predict_csv", "rows.csv", *FAST, cwd=elsewhere)
     assert code == 0, err
     assert out.strip().splitlines()[-1] == f"0.1,-0.2,0.3,{want[0]}"
+    (elsewhere / "bare.csv").write_text("0.1,-0.2,0.3\n0,0,0\n")  # no header: rows of exactly three numbers
+    code, out, err = cli("predict", "--data.predict_csv", "bare.csv", *FAST, cwd=elsewhere)
+    assert code == 0, err
+    assert out.strip().splitlines()[-3:] == lines
 
     from linlight.export import export_onnx, load_model, onnx_predict  # my_mlp is imported (by the config)
 
@@ -314,6 +318,19 @@ def test_a_bad_table_is_one_line_before_anything_runs(tmp_path, content, args, w
     assert not (tmp_path / "lightning_logs").exists()
 
 
+def test_features_choose_and_order_the_inputs(tmp_path):
+    """`--data.features '[c, a]'`: those columns, in that order; by default every column but the target, in file
+    order."""
+    from linlight.data import TableDataModule
+
+    (tmp_path / "t.csv").write_text("a,y,b,c\n1,2,3,4\n5,6,7,8\n9,10,11,12\n13,14,15,16\n")
+    rows = torch.tensor([[1.0, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]])
+    for features, columns in ((["c", "a"], [3, 0]), (None, [0, 2, 3])):
+        dm = TableDataModule(csv=tmp_path / "t.csv", target="y", features=features)
+        dm.setup("fit")
+        assert torch.equal(dm.x, rows[:, columns]) and torch.equal(dm.y, rows[:, [1]]), features
+
+
 def test_the_line_says_where_several_features_go_and_the_tutorial_model_says_what_it_takes(tmp_path):
     (tmp_path / "t.csv").write_text("x1,x2,y\n1,2,3\n4,5,6\n7,8,9\n")
     code, _, err = cli("fit", "--data.csv", "t.csv", *FAST, cwd=tmp_path)
@@ -345,6 +362,35 @@ def test_a_scheduler_trains_as_the_plain_loop_and_resumes_on_its_schedule(tmp_pa
     logged = scalars(run_dir(tmp_path))
     assert [v for _, v in logged["loss/train"]] == truth.train_losses
     assert [v for _, v in logged["loss/val"]] == truth.test_losses
+
+
+def test_reduce_lr_on_plateau_is_stepped_on_loss_val(tmp_path):
+    """A scheduler that watches a value, ReduceLROnPlateau, is stepped every epoch with loss/val: the plain loop
+    with torch's scheduler fed each test loss."""
+    from plain import plain_loop
+
+    plateau = {"patience": 2, "factor": 0.5}
+    code, _, err = cli("fit", "--model.scheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                       *(f"--model.scheduler.{k}={v}" for k, v in plateau.items()), "--trainer.max_epochs", "80",
+                       *FAST, cwd=tmp_path)
+    assert code == 0, err
+    truth = plain_loop(epochs=80, plateau=plateau)
+    assert truth.train_losses != plain_loop(epochs=80).train_losses, "the rate must be cut for this to mean anything"
+    logged = scalars(run_dir(tmp_path))
+    assert [v for _, v in logged["loss/train"]] == truth.train_losses
+    assert [v for _, v in logged["loss/val"]] == truth.test_losses
+
+
+def test_a_resume_with_another_loss_trains_with_it_from_the_resumed_epoch(tmp_path):
+    from plain import plain_loop
+    from test_resume import assert_same_as_plain
+
+    code, _, err = cli("fit", "--trainer.max_epochs", "20", "--checkpoint.every_n_epochs", "10", *FAST, cwd=tmp_path)
+    assert code == 0, err
+    code, _, err = cli("fit", "--ckpt_path", "last", "--model.loss", "torch.nn.MSELoss", "--trainer.max_epochs", "40",
+                       *FAST, cwd=tmp_path)
+    assert code == 0, err
+    assert_same_as_plain(run_dir(tmp_path), plain_loop(epochs=40, loss_changes={20: torch.nn.MSELoss()}))
 
 
 def test_linlights_own_values_skip_lightnings_per_call_logging(tmp_path, monkeypatch):
@@ -391,6 +437,11 @@ def test_the_train_script_on_your_model_and_table(tmp_path):
     state = torch.load(run / "model.pth", weights_only=True)
     assert state.keys() == plain.state.keys() and all(torch.equal(state[k], plain.state[k]) for k in state)
     assert (run / "model.onnx").is_file()
+    from linlight.export import load_model
+
+    rows = [[0.1, -0.2, 0.3], [0.5, 0.5, 0.5]]
+    with torch.inference_mode():  # the README's load_model("model.pth", model=MLP(3)): a model of yours
+        assert load_model(run / "model.pth", model=MLP(3))(torch.tensor(rows)).flatten().tolist() == plain.predict(rows)
 
 
 def test_file_settings_in_a_config_are_read_against_its_folder(tmp_path):

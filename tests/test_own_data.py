@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, cli, linlight, load_ckpt, run_dir, scalars
@@ -206,8 +207,10 @@ def test_a_changed_csv_is_refused_on_resume(tmp_path):
     assert line.startswith(f"linlight: error: {last} was trained on other data: data.csv's content has changed "
                            "(sha256 "), line
     assert last.read_bytes() == saved and not run_dir(tmp_path, 1).exists()
+    before = scalars(run_dir(tmp_path))
     code, _, err = cli("test", *FAST, cwd=tmp_path)  # evaluating it is allowed, and says so
     assert code == 0 and "test on other data than training: data.csv's content has changed" in err
+    assert scalars(run_dir(tmp_path)) == before  # its results printed, not written into the run
     csv.write_bytes(original)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -238,6 +241,22 @@ def test_train_script_on_a_csv(tmp_path):
     assert not TRUE_LINE_TAGS & logged.keys() and {"test/loss", "params/weight"} <= logged.keys()
     fresh = torch.load(run / "model.pth", weights_only=True)
     assert torch.equal(fresh["linear_layer.weight"], truth.state["weight"])
+
+
+def test_predict_needs_the_training_file_unless_told_data_csv_null(tmp_path):
+    """predict rebuilds the run's data: with the file gone it says so in one line; `--data.csv null` predicts
+    without it, the trained model's numbers."""
+    x, y = random_points()
+    csv = write_csv(tmp_path / "points.csv", x, y)
+    fit(tmp_path, "--data.csv", "points.csv", "--trainer.max_epochs", "10")
+    csv.rename(tmp_path / "moved.csv")
+    code, out, err = cli("predict", "--data.predict_x", "[0.5, -1.0]", *FAST, cwd=tmp_path)
+    assert code == 1 and "Traceback" not in out + err
+    assert err.strip().splitlines()[-1] == f"linlight: error: cannot read data.csv {csv}: No such file or directory"
+    code, out, err = cli("predict", "--data.predict_x", "[0.5, -1.0]", "--data.csv", "null", *FAST, cwd=tmp_path)
+    assert code == 0, err
+    want = plain_loop(points=(x, y), epochs=10).predict([0.5, -1.0])
+    assert out.strip().splitlines()[-2:] == [f"0.5,{np.float32(want[0])!s}", f"-1.0,{np.float32(want[1])!s}"]
 
 
 def test_predict_csv_shares_the_reader(tmp_path):

@@ -11,6 +11,7 @@ for the run over HTTP, and stopped.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -49,6 +50,22 @@ def test_readme_blocks_are_all_understood():
     assert blocks and all(b.mode in ("run", "ci", "together", "skip") and b.commands for b in blocks)
     assert blocks[0].mode == "ci" and len(blocks[0].commands) == 2
     assert blocks[0].commands[0].endswith("scripts/train.py") and blocks[0].commands[1].endswith("pytest")
+
+
+def test_the_promise_table_names_tests_that_exist():
+    """The Tests section's table of promises: each test it names is a test function of that file, and each slow
+    one is said to be slow."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Each promise and the test that breaks with it"):text.index("## Layout")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| promise")]
+    named = re.findall(r"`tests/(\w+\.py)::(\w+)`( \(slow\))?", section)
+    assert len(rows) >= 60 and len(named) >= len(rows)
+    for file, name, slow in named:
+        tests = {node.name: node for node in ast.parse((REPO / "tests" / file).read_text()).body
+                 if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+        assert name in tests, f"README: tests/{file}::{name} is no test"
+        marked = any(ast.unparse(d) == "pytest.mark.slow" for d in tests[name].decorator_list)
+        assert bool(slow) == marked, f"README: tests/{file}::{name} is {'not ' * (not marked)}slow"
 
 
 def test_ci_runs_the_readme_set_up_commands():

@@ -18,7 +18,6 @@ from conftest import cli, load_ckpt, scalars
 from PIL import Image
 from plain import plain_loop
 
-from linlight.board import ERROR_CHARTS, LINE_CHARTS, LOSS_CHARTS
 from linlight.export import load_model, onnx_predict
 from linlight.models import LinearRegressionModelV2
 from linlight.plotting import loss_figure
@@ -44,6 +43,7 @@ def test_tensorboard_files_hold_every_tag(reference_run):
     assert logged["params/weight_error"][-1][1] == (weight - torch.tensor(0.7)).abs().item()  # float32, as trained
     truth = plain_loop()
     assert logged["test/loss"][0][1] == truth.test_losses[-1]  # the final weights on the test split
+    assert logged["test/mae"] == logged["test/loss"] and logged["val/mae"] == logged["loss/val"]  # L1: bit for bit
     assert logged["test/mae"][0][1] == pytest.approx(truth.test_metrics[-1]["mae"], rel=1e-6)
     assert logged["test/r2"][0][1] == pytest.approx(truth.test_metrics[-1]["r2"], rel=1e-6)
 
@@ -61,6 +61,22 @@ def test_tensorboard_files_hold_every_tag(reference_run):
     for key in (b"arch", b"lr", b"step", b"weight", b"max_epochs", b"optimizer", b"loss"):
         assert key in start, key
     assert b"_instantiator" not in start and b"batch_size" not in start  # unset (full batch): no column of "None"
+
+
+def test_the_plots_callback_on_linlight_fit(tmp_path):
+    """`--trainer.callbacks+=linlight.plotting.Plots` gives `linlight fit` the images: predictions at epoch 0
+    (untrained), then 1, 2, 5, 10 (the 1-2-5 steps below the end) and the last epoch; the loss curves once."""
+    code, _, err = cli("fit", "--trainer.max_epochs", "12", "--trainer.callbacks+=linlight.plotting.Plots",
+                       "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    assert code == 0, err
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "lightning_logs" / "version_0"
+    events = EventAccumulator(str(run), size_guidance={"images": 0})
+    events.Reload()
+    assert [e.step for e in events.Images("plots/predictions")] == [0, 1, 2, 5, 10, 12]
+    assert len(events.Images("plots/loss_curves")) == 1
+    assert (run / "predictions.png").is_file() and (run / "loss_curves.png").is_file()
 
 
 def test_pngs_are_the_tutorials_plots(reference_run):
@@ -174,7 +190,11 @@ def test_hparams_shows_first_the_settings_the_runs_differ_in(tmp_path):
     values = [g["hparams"].get("batch_size") for g in groups["sessionGroups"]]
     assert sorted(values, key=str) == [16, None]
     metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert {"loss/train", "loss/val", "val/r2", "params/weight_error"} <= metrics  # every scalar, its last value
+    for group in groups["sessionGroups"]:  # every scalar, its last value
+        logged = scalars(tmp_path / "lightning_logs" / group["name"])
+        assert {m["name"]["tag"]: m["value"] for m in group["metricValues"]} == {
+            tag: values[-1][1] for tag, values in logged.items()}
+        assert set(logged) <= metrics
 
 
 def test_tensorboard_serves_the_story(reference_run):
@@ -203,14 +223,18 @@ def test_tensorboard_serves_the_story(reference_run):
             series = get_json(f"{base}/scalars/scalars?run=version_0&tag={urllib.parse.quote(tag)}")
             assert len(series) == (1 if tag in ONCE else EPOCHS), tag  # [wall_time, step, value] each
         layout = get_json(f"{base}/custom_scalars/layout")
-        charts = {c["title"]: c["multiline"]["tag"] for cat in layout["category"] for c in cat["chart"]}
-        want = {title: spec[1] for title, spec in {**LOSS_CHARTS, **LINE_CHARTS, **ERROR_CHARTS}.items()}
-        assert charts.keys() == want.keys()
-        for title, regexes in want.items():  # each chart draws exactly the tags its title names
+        charts = [c["multiline"]["tag"] for cat in layout["category"] for c in cat["chart"]]
+        drawn = []
+        for regexes in charts:  # the tags each chart draws, as the dashboard asks for them
             pattern = "|".join(f"({r})" for r in regexes)  # how the dashboard joins a chart's regexes
-            drawn = get_json(f"{base}/custom_scalars/scalars?run=version_0&tag={urllib.parse.quote(pattern)}")
-            assert drawn["regex_valid"], title
-            assert sorted(drawn["tag_to_events"]) == sorted(r.strip("^$") for r in regexes), title
+            found = get_json(f"{base}/custom_scalars/scalars?run=version_0&tag={urllib.parse.quote(pattern)}")
+            assert found["regex_valid"], regexes
+            drawn.append(sorted(found["tag_to_events"]))
+        # the README's charts: train and val loss in one, learned against true weight and bias in one each, and
+        # the two absolute errors in one
+        assert sorted(drawn) == sorted([["loss/train", "loss/val"], ["params/weight", "params/weight_true"],
+                                        ["params/bias", "params/bias_true"], ["params/bias_error",
+                                                                              "params/weight_error"]])
         images = get_json(f"{base}/images/images?run=version_0&tag=plots/predictions")
         assert [i["step"] for i in images] == [0, 2, 5, 10, 20, 50, 100, 200, 500, EPOCHS]  # what the slider shows
     finally:

@@ -6,6 +6,7 @@ import math
 import os
 import shlex
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,12 @@ def test_a_study_finds_a_faster_lr_and_its_best_trial_is_a_plain_fit(tmp_path, c
     study = load(root, "lr")
     assert len(study.trials) == 8 and all(t.state in ENDED for t in study.trials)
     assert len({t.user_attrs["run_dir"] for t in study.trials}) == 8  # one run folder each
+    for t in study.trials:  # where each ran: its run folder, checkpoint, host, arguments, command and worker
+        assert {"run_dir", "host", "args", "sweep", "worker"} <= t.user_attrs.keys(), t.state
+        assert t.user_attrs["host"] == socket.gethostname() and t.user_attrs["worker"] == 0
+        if t.state == TrialState.COMPLETE:  # (one pruned before its first checkpoint epoch has none)
+            assert Path(t.user_attrs["checkpoint"]) == Path(t.user_attrs["run_dir"]) / "checkpoints" / "last.ckpt"
+    assert len({t.user_attrs["sweep"] for t in study.trials}) == 1
     best = study.best_trial
     lr = best.params["model.lr"]
     assert lr > 0.01 and best.value < plain_loop(lr=0.01, epochs=epochs).test_losses[-1]
@@ -107,12 +114,12 @@ def test_a_diverging_trial_is_recorded_fail_and_the_study_goes_on(tmp_path, caps
     """Unscaled inputs overflow at lr 1 (see test_bad_input.py); the trials around it still run."""
     data = {"data.end": 1e20, "data.step": 1e18}
     lr = {"type": "float", "low": 1e-9, "high": 1.0, "log": True}
-    space = write_space(tmp_path / "overflow.yaml", {"model.lr": lr}, {**data, "trainer.max_epochs": 5})
+    space = write_space(tmp_path / "space.yaml", {"model.lr": lr}, {**data, "trainer.max_epochs": 5})
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(storage=url, study_name="overflow")  # an existing study: the sweep continues it
     study.enqueue_trial({"model.lr": 1.0})
     study.enqueue_trial({"model.lr": 1e-6})
-    main(["--space", str(space), "--trials", "3", "--root", str(tmp_path), "--storage", url])
+    main(["--space", str(space), "--trials", "3", "--root", str(tmp_path), "--storage", url, "--study", "overflow"])
     out = capsys.readouterr().out
 
     trials = optuna.load_study(study_name="overflow", storage=url).trials
@@ -231,6 +238,7 @@ BAD_SPACES = {
     "not a setting": ("model.lrr: {type: float, low: 0.001, high: 1.0}", "unrecognized arguments: --model.lrr"),
     "wrong value type": ("trainer.max_epochs: {type: categorical, choices: [10, ten]}", 'key "trainer.max_epochs"'),
     "impossible value": ("model.lr: {type: float, low: 0.0, high: 1.0}", "model.lr must be a positive finite number"),
+    "impossible high end": ("model.lr: {type: float, low: 0.001, high: 1.0e39}", "model.lr must be a positive finite"),
     "not YAML": ("model.lr: {type: float", "is not valid YAML"),
 }
 
@@ -259,6 +267,31 @@ def test_without_optuna_the_error_says_what_to_install(tmp_path):
         "linlight: error: linlight sweep needs Optuna (import of optuna halted; None in sys.modules): "
         "pip install 'linlight[sweep]'")
     assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_running_trial_after_its_epoch_records_it_fail_and_exits(tmp_path):
+    """Ctrl-C mid-trial: the trial's epoch ends, its last.ckpt holds every epoch its curves hold, the trial is
+    recorded FAIL, and the command exits 130 saying how to go on; no other trial starts."""
+    root = tmp_path / "runs"
+    space = write_space(tmp_path / "stopped.yaml", {"model.lr": LR}, {"trainer.max_epochs": 100000})
+    proc = subprocess.Popen(sweep_command("--space", str(space), "--trials", "3", "--root", str(root)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists():  # the trial trains (its first checkpoint, at epoch 100, is written)
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == ("linlight: sweep stopped by signal 2; the trial it interrupted is recorded "
+                                            "FAIL; run the same command to continue the study")
+    (trial,) = load(root, "stopped").trials
+    assert trial.state == TrialState.FAIL
+    logged = len(scalars(Path(trial.user_attrs["run_dir"]))["loss/train"])
+    assert 100 <= logged < 100000 and load_ckpt(last)["loops"]["fit_loop"]["epoch_progress"]["current"][
+        "processed"] == logged
 
 
 @pytest.mark.slow

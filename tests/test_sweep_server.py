@@ -284,3 +284,13 @@ def test_every_storage_call_of_the_installed_optuna_is_made_again_or_once_on_pur
     assert not unknown, f"optuna {optuna.__version__}'s storage calls {unknown}: add them to linlight/sweep/storage.py"
     for name in called & set(REPEATED):
         assert getattr(RidingStorage, name) is not getattr(optuna.storages.RDBStorage, name), name
+
+
+def test_without_postgresql_these_tests_skip_or_fail_as_ci_asks(monkeypatch):
+    """No PostgreSQL here: skipped with the reason; with LINLIGHT_TEST_POSTGRES=required (as .ci/run sets), failed."""
+    monkeypatch.setattr(postgres, "programs", lambda: None)
+    for required, outcome in ((False, pytest.skip.Exception), (True, pytest.fail.Exception)):
+        monkeypatch.setattr(postgres, "REQUIRED", required)
+        with pytest.raises(outcome, match="initdb and pg_ctl are not installed"):
+            postgres.start_server()
+    assert "LINLIGHT_TEST_POSTGRES=required" in (REPO / ".ci" / "run").read_text()

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from conftest import CONFIGS, cli, load_ckpt, run_dir, scalars
 from PIL import Image
 from plain import plain_loop
@@ -125,6 +126,9 @@ def test_lr_find_suggests_a_rate_that_trains(tmp_path):
     events.Reload()
     assert [e.step for e in events.Images("lr_find/loss_vs_lr")] == [0]
     assert not (run / "checkpoints").exists() and not list(tmp_path.glob(".lr_find*"))
+    assert len((run / "lr_find.csv").read_text().splitlines()) == 1 + 100  # --num_training's default: 100 steps
+    config = yaml.safe_load((run / "config.yaml").read_text())  # the search's own settings
+    assert config["data"]["init_args"]["noise_std"] == 0.05 and config["num_training"] == 100
     # the printed command, run as printed from another folder (in this process): it trains beside the search
     words = shlex.split(re.search(r"  train        (.+)", out).group(1))
     assert words[:2] == [f"{sys.prefix}/bin/linlight", "fit"]
@@ -154,6 +158,8 @@ def test_lr_find_plots_the_losses_it_measured(tmp_path):
     assert rows[0] == "lr,loss" and len(rows) == 41
     steps = [tuple(map(float, row.split(","))) for row in rows[1:]]
     assert steps[0][1] == plain_loop(epochs=1).train_losses[0]  # the untrained model's loss: 0.555
+    lrs = [lr for lr, _ in steps]  # growing from --min_lr 1e-6 to --max_lr 1 (the defaults)
+    assert lrs[0] == 1e-6 and lrs[-1] == pytest.approx(1.0, rel=1e-12) and lrs == sorted(set(lrs))
     X = torch.arange(0, 1, 0.02).unsqueeze(1)
     X, y = X[:40], 0.7 * X[:40] + 0.3
     torch.manual_seed(42)
